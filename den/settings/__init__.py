@@ -1,0 +1,247 @@
+"""Django settings for den, read from the environment.
+
+Every knob has a default that gives a working single-machine den ("embedded
+defaults": SQLite and a broker that needs no server, all under ``DEN_HOME``).
+Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``DEN_SECRET_KEY`` and
+``DEN_ENCRYPTION_KEY``; see ``.env.example`` for the whole list.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+DEN_HOME = Path(env("DEN_HOME", str(Path.home() / ".den" / "server"))).expanduser()
+
+
+def _key_from_file(name: str, make: Callable[[], str]) -> str:
+    """Read a key kept under DEN_HOME, creating it (mode 0600) on first start.
+
+    This keeps a single-machine den's sessions and encrypted secrets valid across
+    restarts without any setup. Several machines must share the key through the
+    environment instead.
+    """
+    DEN_HOME.mkdir(parents=True, exist_ok=True)
+    path = DEN_HOME / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+    return path.read_text().strip()
+
+
+def _new_fernet_key() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+SECRET_KEY = env("DEN_SECRET_KEY") or _key_from_file("secret_key", lambda: secrets.token_urlsafe(50))
+# Comma-separated Fernet keys; the first encrypts, all decrypt (key rotation).
+DEN_ENCRYPTION_KEYS = env_list("DEN_ENCRYPTION_KEY") or [
+    _key_from_file("encryption_key", _new_fernet_key)
+]
+
+DEBUG = env_bool("DEN_DEBUG", False)
+ALLOWED_HOSTS = env_list("DEN_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DEN_CSRF_TRUSTED_ORIGINS")
+# The address people reach den at; used for resource URLs and invitation links.
+DEN_PUBLIC_URL = env("DEN_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Public resources are readable without signing in only when the server opts in.
+DEN_ANONYMOUS_READ_PUBLIC = env_bool("DEN_ANONYMOUS_READ_PUBLIC", False)
+DEN_TOKEN_DEFAULT_EXPIRY_DAYS = int(env("DEN_TOKEN_DEFAULT_EXPIRY_DAYS", "90"))
+DEN_INVITATION_EXPIRY_DAYS = int(env("DEN_INVITATION_EXPIRY_DAYS", "14"))
+DEN_MAX_CONFIG_BYTES = 1024 * 1024
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "registry",
+    "compute",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "den.urls"
+WSGI_APPLICATION = "den.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict:
+    url = env("DATABASE_URL")
+    if url:
+        import dj_database_url
+
+        # Persistent connections: a new PostgreSQL connection per request would
+        # cost more than the request itself.
+        config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+        return config
+    DEN_HOME.mkdir(parents=True, exist_ok=True)
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(DEN_HOME / "den.sqlite3"),
+        "OPTIONS": {
+            # WAL and a busy timeout let the web server and the Celery worker
+            # share one SQLite file without "database is locked" errors.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+        },
+    }
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "registry.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env("DEN_STATIC_ROOT", str(DEN_HOME / "static"))
+LOGIN_URL = "/login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login"
+
+# Request bodies: a config may be up to 1 MiB; leave room for JSON escaping and
+# the envelope. Bigger bodies are answered with 413 before they are parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 3 * 1024 * 1024
+
+_redis_url = env("REDIS_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}
+        if _redis_url
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+EMAIL_BACKEND = env("DEN_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env("DEN_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env("DEN_EMAIL_PORT", "25"))
+EMAIL_HOST_USER = env("DEN_EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("DEN_EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("DEN_EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env("DEN_EMAIL_FROM", "den <den@localhost>")
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("DEN_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "registry.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["registry.api.permissions.TokenScopePermission"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "registry.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_RATES": {"login": env("DEN_LOGIN_RATE", "30/min")},
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "den API",
+    "DESCRIPTION": "Registry and compute service for ML teams: resources, versions, "
+    "sharing, tokens and clusters.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "filesystem://"
+if CELERY_BROKER_URL == "filesystem://":
+    _broker_dir = DEN_HOME / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("DEN_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Request lines carry paths only, never headers, so tokens stay out of logs.
+        "django.request": {"level": "WARNING"},
+    },
+}

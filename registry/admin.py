@@ -1,0 +1,92 @@
+"""Every registry model in the Django admin. Token hashes and secret
+ciphertexts are read-only there; plain values are never stored to show."""
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from registry.models import (
+    AccessGrant,
+    ApiToken,
+    AuditEvent,
+    Invitation,
+    PendingGrant,
+    Resource,
+    ResourceVersion,
+    SecretValue,
+    User,
+)
+
+admin.site.register(User, UserAdmin)
+
+
+class AccessGrantInline(admin.TabularInline):
+    model = AccessGrant
+    fk_name = "resource"
+    extra = 0
+    raw_id_fields = ("user", "granted_by")
+
+
+@admin.register(Resource)
+class ResourceAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "type", "visibility", "version", "updated_at")
+    list_filter = ("type", "visibility")
+    search_fields = ("name", "owner__username", "description")
+    raw_id_fields = ("owner",)
+    readonly_fields = ("version", "created_at", "updated_at")
+    inlines = [AccessGrantInline]
+
+
+@admin.register(ResourceVersion)
+class ResourceVersionAdmin(admin.ModelAdmin):
+    list_display = ("resource", "number", "type", "author", "created_at")
+    raw_id_fields = ("resource", "author")
+
+    def has_change_permission(self, request, obj=None):
+        return False  # versions are immutable
+
+
+@admin.register(AccessGrant)
+class AccessGrantAdmin(admin.ModelAdmin):
+    list_display = ("resource", "user", "level", "granted_by", "created_at")
+    raw_id_fields = ("resource", "user", "granted_by")
+
+
+@admin.register(PendingGrant)
+class PendingGrantAdmin(admin.ModelAdmin):
+    list_display = ("resource", "email", "level", "invited_by", "created_at")
+    raw_id_fields = ("resource", "invited_by")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ("email", "invited_by", "created_at", "expires_at", "accepted_at")
+    readonly_fields = ("token_hash",)
+    raw_id_fields = ("invited_by", "accepted_by")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "scope", "hint", "expires_at", "last_used_at", "revoked_at")
+    list_filter = ("scope",)
+    readonly_fields = ("token_hash", "hint", "last_used_at")
+    raw_id_fields = ("user",)
+
+
+@admin.register(SecretValue)
+class SecretValueAdmin(admin.ModelAdmin):
+    list_display = ("resource", "updated_by", "updated_at")
+    readonly_fields = ("ciphertext",)
+    raw_id_fields = ("resource", "updated_by")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor_username", "action", "address")
+    list_filter = ("action",)
+    search_fields = ("address", "actor_username")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,27 @@
+"""API-wide permission: a user is needed (unless the view says otherwise) and
+read-scoped tokens are refused every write. Per-resource rules live in
+``registry.access``, never here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from registry.models import ApiToken, TokenScope
+
+
+class TokenScopePermission(BasePermission):
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if getattr(view, "allow_anonymous", False):
+            return True
+        safe = request.method in SAFE_METHODS
+        if not (request.user and request.user.is_authenticated):
+            # Public resources may be read anonymously when the server opts in;
+            # the access layer decides per resource.
+            return safe and getattr(view, "allow_anonymous_read", False)
+        token = request.auth
+        if not safe and isinstance(token, ApiToken) and token.scope == TokenScope.READ:
+            raise PermissionDenied("This token is read-only; create a write token to change things.")
+        return True

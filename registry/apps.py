@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class RegistryConfig(AppConfig):
+    """Users, tokens, resources, versions, sharing, audit and the REST API."""
+
+    name = "registry"
+    verbose_name = "Registry"

@@ -1,0 +1,25 @@
+"""The registry's data model, one module per concept."""
+
+from registry.models.audit import AuditEvent
+from registry.models.resources import Resource, ResourceType, Visibility
+from registry.models.secrets import SecretValue
+from registry.models.sharing import AccessGrant, AccessLevel, Invitation, PendingGrant
+from registry.models.tokens import ApiToken, TokenScope
+from registry.models.users import User
+from registry.models.versions import ResourceVersion
+
+__all__ = [
+    "AccessGrant",
+    "AccessLevel",
+    "ApiToken",
+    "AuditEvent",
+    "Invitation",
+    "PendingGrant",
+    "Resource",
+    "ResourceType",
+    "ResourceVersion",
+    "SecretValue",
+    "TokenScope",
+    "User",
+    "Visibility",
+]

@@ -1,0 +1,97 @@
+"""Reads. Every selector starts from the access layer or from an already
+accessed resource; none filters resources by user on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from registry.access import Caller, access_resource, restrict_listable
+from registry.errors import InvalidInput
+from registry.models import (
+    AccessGrant,
+    AccessLevel,
+    ApiToken,
+    AuditEvent,
+    PendingGrant,
+    Resource,
+    ResourceType,
+    ResourceVersion,
+    Visibility,
+)
+
+MAX_QUERY_LENGTH = 200
+
+
+def resource_list(
+    *,
+    caller: Caller,
+    type: str | None = None,
+    owner: str | None = None,
+    q: str | None = None,
+    shared_with_me: bool = False,
+    visibility: str | None = None,
+) -> QuerySet[Resource]:
+    """What the caller may find, filtered: by type, owner, text in name or
+    description, visibility, or only what others shared with them."""
+    queryset = restrict_listable(Resource.objects.all(), caller).select_related("owner")
+    if type:
+        if type not in ResourceType.values:
+            raise InvalidInput(f"Unknown resource type {type!r}.", field="type")
+        queryset = queryset.filter(type=type)
+    if owner:
+        queryset = queryset.filter(owner__username=owner.lstrip("/"))
+    if visibility:
+        if visibility not in Visibility.values:
+            raise InvalidInput(f"Unknown visibility {visibility!r}.", field="visibility")
+        queryset = queryset.filter(visibility=visibility)
+    if shared_with_me:
+        queryset = queryset.filter(
+            id__in=AccessGrant.objects.filter(user=caller.user).values("resource_id")
+        )
+    if q:
+        if len(q) > MAX_QUERY_LENGTH:
+            raise InvalidInput(f"q is at most {MAX_QUERY_LENGTH} characters.", field="q")
+        queryset = queryset.filter(Q(name__icontains=q) | Q(description__icontains=q))
+    return queryset
+
+
+def resource_get(*, caller: Caller, address: str, level: int = AccessLevel.READ) -> Resource:
+    """The resource at ``address``, for an action needing ``level``."""
+    return access_resource(caller, address, level)
+
+
+def resource_versions(*, resource: Resource) -> QuerySet[ResourceVersion]:
+    return ResourceVersion.objects.filter(resource=resource).select_related("author")
+
+
+def resource_version_get(*, resource: Resource, number: int) -> ResourceVersion:
+    from registry.errors import NotFound
+
+    version = resource_versions(resource=resource).filter(number=number).first()
+    if version is None:
+        raise NotFound(
+            f"{resource.address} has no version {number}; its versions are 1 to {resource.version}."
+        )
+    return version
+
+
+def resource_access_list(*, resource: Resource) -> dict[str, Any]:
+    """Who has access to a resource, and who is invited to it."""
+    grants = AccessGrant.objects.filter(resource=resource).select_related("user", "granted_by")
+    pending = PendingGrant.objects.filter(resource=resource).select_related("invited_by")
+    return {"grants": list(grants.order_by("user__username")), "pending": list(pending.order_by("email"))}
+
+
+def token_list(*, user: Any) -> QuerySet[ApiToken]:
+    """The user's active tokens, newest first."""
+    return ApiToken.objects.active().filter(user=user)
+
+
+def audit_list(*, caller: Caller, resource: Resource | None = None) -> QuerySet[AuditEvent]:
+    """A resource's audit log (the caller holds write access to it), or else
+    the caller's own actions."""
+    if resource is not None:
+        return AuditEvent.objects.filter(resource_id=resource.pk)
+    return AuditEvent.objects.filter(actor=caller.user)

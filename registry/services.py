@@ -1,0 +1,517 @@
+"""Writes. Every state change of the registry happens here, inside a
+transaction, together with its audit row. Callers have already fetched the
+resource through ``registry.access`` at the level the change needs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from registry import credentials
+from registry.errors import (
+    AlreadyExists,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    VersionConflict,
+)
+from registry.models import (
+    AccessGrant,
+    AccessLevel,
+    ApiToken,
+    AuditEvent,
+    Invitation,
+    PendingGrant,
+    Resource,
+    ResourceType,
+    ResourceVersion,
+    SecretValue,
+    TokenScope,
+    Visibility,
+)
+from registry.models.users import validate_username
+from registry.validation import parse_resource_type, validate_config
+
+logger = logging.getLogger(__name__)
+User = get_user_model()
+
+
+def audit_record(
+    *, actor: Any, action: str, resource: Resource | None = None, **data: Any
+) -> AuditEvent:
+    """Write one audit row; call it inside the transaction of the change it records."""
+    return AuditEvent.objects.create(
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor_username=getattr(actor, "username", "") or "",
+        action=action,
+        resource=resource,
+        address=resource.address if resource is not None else data.pop("address", ""),
+        data=data,
+    )
+
+
+# Resources ------------------------------------------------------------------
+
+
+def _parse_visibility(value: Any) -> str:
+    if value not in Visibility.values:
+        raise InvalidInput(
+            f"visibility must be one of {', '.join(Visibility.values)}.", field="visibility"
+        )
+    return str(value)
+
+
+@transaction.atomic
+def resource_create(
+    *,
+    actor: Any,
+    name: str,
+    type: str,
+    config: Any,
+    visibility: str = Visibility.PRIVATE,
+    description: str = "",
+) -> Resource:
+    """Create a resource in the actor's namespace with its first version."""
+    resource_type = parse_resource_type(type)
+    config = validate_config(resource_type, config)
+    visibility = _parse_visibility(visibility)
+    resource = Resource(
+        owner=actor,
+        name=name,
+        type=resource_type,
+        config=config,
+        visibility=visibility,
+        description=description or "",
+        version=1,
+    )
+    try:
+        with transaction.atomic():
+            resource.save()
+    except IntegrityError:
+        raise AlreadyExists(
+            f"/{actor.username}/{name} already exists; PUT to update it.", field="address"
+        ) from None
+    ResourceVersion.objects.create(
+        resource=resource, number=1, type=resource_type, config=config, author=actor
+    )
+    audit_record(actor=actor, action="resource.create", resource=resource, type=resource_type,
+                 visibility=visibility)
+    return resource
+
+
+def _lock(resource: Resource) -> Resource:
+    """Re-read the row under a lock so version checks and bumps are atomic."""
+    locked = Resource.objects.select_for_update().select_related("owner").get(pk=resource.pk)
+    locked.access_level = getattr(resource, "access_level", None)
+    return locked
+
+
+def _new_version(
+    *, resource: Resource, actor: Any, type: str, config: dict, restored_from: int | None = None
+) -> Resource:
+    resource.version += 1
+    resource.type = type
+    resource.config = config
+    resource.save(update_fields=["version", "type", "config", "updated_at"])
+    ResourceVersion.objects.create(
+        resource=resource,
+        number=resource.version,
+        type=type,
+        config=config,
+        author=actor,
+        restored_from=restored_from,
+    )
+    return resource
+
+
+@transaction.atomic
+def resource_update_config(
+    *,
+    actor: Any,
+    resource: Resource,
+    config: Any,
+    type: str | None = None,
+    description: str | None = None,
+    if_match: int | None = None,
+) -> Resource:
+    """Replace the config; a changed config or type makes a new version.
+
+    ``if_match`` is the version the caller last saw: a different current
+    version means someone else saved in between, and nothing is written.
+    """
+    resource_type = parse_resource_type(type) if type is not None else resource.type
+    config = validate_config(resource_type, config)
+    resource = _lock(resource)
+    if if_match is not None and if_match != resource.version:
+        raise VersionConflict(
+            f"{resource.address} is at version {resource.version}, not {if_match}: "
+            "someone saved it since you loaded it. Load it again and retry.",
+        )
+    changed = config != resource.config or resource_type != resource.type
+    if changed:
+        _new_version(resource=resource, actor=actor, type=resource_type, config=config)
+    if description is not None and description != resource.description:
+        resource.description = description
+        resource.save(update_fields=["description", "updated_at"])
+        changed = True
+    if changed:
+        audit_record(actor=actor, action="resource.update", resource=resource,
+                     version=resource.version)
+    return resource
+
+
+@transaction.atomic
+def resource_update_meta(
+    *, actor: Any, resource: Resource, visibility: str | None = None, description: str | None = None
+) -> Resource:
+    """Change visibility (owner level, checked by the caller) and description."""
+    resource = _lock(resource)
+    if visibility is not None:
+        visibility = _parse_visibility(visibility)
+        if visibility != resource.visibility:
+            audit_record(actor=actor, action="resource.visibility", resource=resource,
+                         old=resource.visibility, new=visibility)
+            resource.visibility = visibility
+    if description is not None and description != resource.description:
+        audit_record(actor=actor, action="resource.describe", resource=resource)
+        resource.description = description
+    resource.save(update_fields=["visibility", "description", "updated_at"])
+    return resource
+
+
+@transaction.atomic
+def resource_delete(*, actor: Any, resource: Resource) -> None:
+    """Delete a resource with its versions, grants, pending grants and secret values."""
+    audit_record(actor=actor, action="resource.delete", resource=resource, type=resource.type)
+    resource.delete()
+
+
+@transaction.atomic
+def resource_restore_version(*, actor: Any, resource: Resource, number: int) -> Resource:
+    """Make a new version whose config is version ``number``'s."""
+    resource = _lock(resource)
+    old = ResourceVersion.objects.filter(resource=resource, number=number).first()
+    if old is None:
+        raise NotFound(
+            f"{resource.address} has no version {number}; its versions are 1 to {resource.version}."
+        )
+    _new_version(resource=resource, actor=actor, type=old.type, config=old.config,
+                 restored_from=number)
+    audit_record(actor=actor, action="resource.restore", resource=resource,
+                 restored_from=number, version=resource.version)
+    return resource
+
+
+# Sharing ----------------------------------------------------------------------
+
+
+def _parse_level(level: Any) -> AccessLevel:
+    if level not in ("read", "write"):
+        raise InvalidInput("level must be 'read' or 'write'.", field="level")
+    return AccessLevel.from_name(level)
+
+
+@transaction.atomic
+def resource_share(
+    *, actor: Any, resource: Resource, users: list[str], level: str
+) -> dict[str, list[str]]:
+    """Grant ``level`` to usernames or emails; an email without an account gets a
+    pending grant and an invitation. Every name is checked before anything is
+    written, so one bad name changes nothing."""
+    access_level = _parse_level(level)
+    if not isinstance(users, list) or not users or not all(isinstance(u, str) for u in users):
+        raise InvalidInput("users must be a non-empty list of usernames or emails.", field="users")
+    targets: list[Any] = []
+    emails: list[str] = []
+    for entry in dict.fromkeys(item.strip() for item in users):
+        if "@" in entry:
+            user = User.objects.filter(email__iexact=entry, is_active=True).first()
+            if user is None:
+                try:
+                    from django.core.validators import validate_email
+
+                    validate_email(entry)
+                except DjangoValidationError:
+                    raise InvalidInput(f"'{entry}' is not a valid email address.", field="users") from None
+                emails.append(entry.lower())
+                continue
+        else:
+            user = User.objects.filter(username=entry, is_active=True).first()
+            if user is None:
+                raise InvalidInput(
+                    f"There is no user '{entry}'. Share with their email address to invite them.",
+                    field="users",
+                )
+        if user.pk == resource.owner_id:
+            raise InvalidInput(f"{user.username} owns {resource.address} already.", field="users")
+        targets.append(user)
+
+    granted: list[str] = []
+    for user in targets:
+        AccessGrant.objects.update_or_create(
+            resource=resource, user=user, defaults={"level": access_level, "granted_by": actor}
+        )
+        audit_record(actor=actor, action="access.grant", resource=resource,
+                     user=user.username, level=access_level.label)
+        granted.append(user.username)
+    for email in emails:
+        PendingGrant.objects.update_or_create(
+            resource=resource, email=email, defaults={"level": access_level, "invited_by": actor}
+        )
+        audit_record(actor=actor, action="access.invite", resource=resource, email=email,
+                     level=access_level.label)
+        invitation_send(actor=actor, email=email, resource=resource)
+    return {"granted": granted, "invited": emails}
+
+
+@transaction.atomic
+def resource_revoke(*, actor: Any, resource: Resource, who: str) -> None:
+    """Remove a user's grant, or a pending grant to an email."""
+    if "@" in who:
+        deleted, _ = PendingGrant.objects.filter(resource=resource, email__iexact=who).delete()
+        if not deleted:
+            user = User.objects.filter(email__iexact=who).first()
+            deleted, _ = AccessGrant.objects.filter(resource=resource, user=user).delete() if user else (0, {})
+    else:
+        deleted, _ = AccessGrant.objects.filter(resource=resource, user__username=who).delete()
+    if not deleted:
+        raise NotFound(f"{who} has no access to {resource.address} to revoke.")
+    audit_record(actor=actor, action="access.revoke", resource=resource, user=who)
+
+
+# Secrets ----------------------------------------------------------------------
+
+
+def _require_secret(resource: Resource) -> None:
+    if resource.type != ResourceType.SECRET:
+        raise InvalidInput(
+            f"{resource.address} is a {resource.type}, not a secret; only secrets hold values.",
+            code="not_a_secret",
+        )
+
+
+@transaction.atomic
+def secret_set_values(*, actor: Any, resource: Resource, values: Any) -> None:
+    """Encrypt and store a secret's values, replacing the old ones."""
+    _require_secret(resource)
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
+        raise InvalidInput("values must be an object of string names to string values.", field="values")
+    SecretValue.objects.update_or_create(
+        resource=resource,
+        defaults={"ciphertext": credentials.encrypt_values(values), "updated_by": actor},
+    )
+    audit_record(actor=actor, action="secret.write", resource=resource, names=sorted(values))
+
+
+@transaction.atomic
+def secret_read_values_audited(*, actor: Any, resource: Resource) -> dict[str, str]:
+    """Decrypt a secret's values for a write-access holder; every read is audited."""
+    _require_secret(resource)
+    stored = SecretValue.objects.filter(resource=resource).first()
+    values = credentials.decrypt_values(stored.ciphertext) if stored else {}
+    audit_record(actor=actor, action="secret.read", resource=resource, names=sorted(values))
+    return values
+
+
+# Tokens -------------------------------------------------------------------------
+
+
+def _token_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise InvalidInput("name must be 1 to 100 characters.", field="name")
+    return name.strip()
+
+
+@transaction.atomic
+def token_create(
+    *, user: Any, name: Any, scope: Any = TokenScope.WRITE, expires_in_days: Any = None
+) -> tuple[ApiToken, str]:
+    """Create a token; the plain token is returned here and never again."""
+    if scope not in TokenScope.values:
+        raise InvalidInput("scope must be 'read' or 'write'.", field="scope")
+    if expires_in_days is None:
+        expires_in_days = settings.DEN_TOKEN_DEFAULT_EXPIRY_DAYS
+    if isinstance(expires_in_days, bool) or not isinstance(expires_in_days, int) or not (
+        1 <= expires_in_days <= 3650
+    ):
+        raise InvalidInput("expires_in_days must be a whole number from 1 to 3650.",
+                           field="expires_in_days")
+    plain = credentials.new_token()
+    token = ApiToken.objects.create(
+        user=user,
+        name=_token_name(name),
+        scope=scope,
+        token_hash=credentials.hash_token(plain),
+        hint=credentials.token_hint(plain),
+        expires_at=timezone.now() + timedelta(days=expires_in_days),
+    )
+    audit_record(actor=user, action="token.create", token_id=token.pk, name=token.name,
+                 scope=token.scope)
+    return token, plain
+
+
+@transaction.atomic
+def token_revoke(*, user: Any, token_id: int) -> None:
+    """Revoke one of the user's own tokens; anyone else's is "not found"."""
+    token = ApiToken.objects.select_for_update().filter(
+        pk=token_id, user=user, revoked_at__isnull=True
+    ).first()
+    if token is None:
+        raise NotFound(f"You have no active token {token_id}.")
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit_record(actor=user, action="token.revoke", token_id=token.pk, name=token.name)
+
+
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+def token_authenticate(*, plain: str) -> ApiToken:
+    """The active token for ``plain``, or NotAuthenticated saying why not.
+
+    ``last_used_at`` is stamped at most once a minute, so authenticating does
+    not cost a write on every request.
+    """
+    if not credentials.token_is_well_formed(plain):
+        raise NotAuthenticated("This is not a den token: its format or checksum is wrong.",
+                               code="authentication_failed")
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(token_hash=credentials.hash_token(plain))
+        .first()
+    )
+    if token is None:
+        raise NotAuthenticated("Unknown token.", code="authentication_failed")
+    now = timezone.now()
+    if token.revoked_at is not None:
+        raise NotAuthenticated("This token was revoked; create a new one.",
+                               code="authentication_failed")
+    if token.expires_at is not None and token.expires_at <= now:
+        raise NotAuthenticated(
+            f"This token expired on {token.expires_at:%Y-%m-%d}; create a new one.",
+            code="authentication_failed",
+        )
+    if not token.user.is_active:
+        raise NotAuthenticated("This account is disabled.", code="authentication_failed")
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+def token_login(*, username: Any, password: Any, token_name: Any = None) -> tuple[ApiToken, str]:
+    """Exchange a username and password for a new write token (``den login``)."""
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise InvalidInput("username and password are required.", field="username")
+    user = authenticate(username=username, password=password)
+    if user is None:
+        raise NotAuthenticated("Wrong username or password.", code="invalid_credentials")
+    return token_create(user=user, name=token_name or "den login", scope=TokenScope.WRITE)
+
+
+# Invitations ----------------------------------------------------------------------
+
+
+def invitation_url(token: str) -> str:
+    return f"{settings.DEN_PUBLIC_URL}/invite/{token}"
+
+
+def invitation_send(*, actor: Any, email: str, resource: Resource | None = None) -> Invitation:
+    """Create an invitation for ``email`` and mail its link (after commit)."""
+    plain = credentials.new_token()
+    invitation = Invitation.objects.create(
+        email=email.lower(),
+        token_hash=credentials.hash_token(plain),
+        invited_by=actor,
+        expires_at=timezone.now() + timedelta(days=settings.DEN_INVITATION_EXPIRY_DAYS),
+    )
+    inviter = getattr(actor, "username", "an administrator")
+    what = f" and shared {resource.address} with you" if resource is not None else ""
+    body = (
+        f"{inviter} invited you to den{what}.\n\n"
+        f"Choose a username and password here:\n{invitation_url(plain)}\n\n"
+        f"The link works once and expires in {settings.DEN_INVITATION_EXPIRY_DAYS} days."
+    )
+    transaction.on_commit(
+        lambda: send_mail("You are invited to den", body, None, [email], fail_silently=True)
+    )
+    invitation.plain_token = plain  # available to the creator only, right now
+    return invitation
+
+
+@transaction.atomic
+def invitation_create(*, actor: Any, email: Any) -> Invitation:
+    """An administrator invites someone to create an account."""
+    from django.core.validators import validate_email
+
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        raise InvalidInput("email must be a valid email address.", field="email") from None
+    invitation = invitation_send(actor=actor, email=email)
+    audit_record(actor=actor, action="invitation.create", email=invitation.email)
+    return invitation
+
+
+def invitation_get(*, token: str) -> Invitation:
+    invitation = Invitation.objects.filter(
+        token_hash=credentials.hash_token(token),
+        accepted_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    ).first()
+    if invitation is None:
+        raise NotFound("This invitation link is unknown, used or expired; ask for a new one.")
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, token: Any, username: Any, password: Any) -> Any:
+    """Create the invited account and bind every pending grant to its email."""
+    if not isinstance(token, str):
+        raise NotFound("This invitation link is unknown, used or expired; ask for a new one.")
+    invitation = invitation_get(token=token)
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if invitation.accepted_at is not None:
+        raise NotFound("This invitation link is unknown, used or expired; ask for a new one.")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise InvalidInput("username and password are required.", field="username")
+    try:
+        validate_username(username)
+    except DjangoValidationError as exc:
+        raise InvalidInput(exc.messages[0], field="username") from None
+    if User.objects.annotate(lower=Lower("username")).filter(lower=username.lower()).exists():
+        raise AlreadyExists(f"The username '{username}' is taken.", field="username")
+    candidate = User(username=username, email=invitation.email)
+    try:
+        validate_password(password, user=candidate)
+    except DjangoValidationError as exc:
+        raise InvalidInput(" ".join(exc.messages), field="password") from None
+    user = User.objects.create_user(username=username, email=invitation.email, password=password)
+    invitation.accepted_at = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    for pending in PendingGrant.objects.filter(email__iexact=invitation.email).select_related(
+        "resource__owner"
+    ):
+        AccessGrant.objects.update_or_create(
+            resource=pending.resource,
+            user=user,
+            defaults={"level": pending.level, "granted_by": pending.invited_by},
+        )
+        audit_record(actor=user, action="access.bind", resource=pending.resource,
+                     user=user.username, level=AccessLevel(pending.level).label)
+        pending.delete()
+    audit_record(actor=user, action="invitation.accept", email=invitation.email)
+    return user

@@ -1,0 +1,210 @@
+"""Addresses and per-type config validation.
+
+Every error names the offending field (``config.ips``) so that a client can
+point at it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+
+from registry.errors import InvalidInput, TooLarge
+from registry.models import ResourceType
+from registry.models.users import USERNAME_PATTERN
+
+MAX_ADDRESS_LENGTH = 200
+MAX_ADDRESS_SEGMENTS = 8  # the owner and up to seven name segments
+_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def parse_address(address: str, *, field: str = "address") -> tuple[str, str]:
+    """Split ``/owner/name/with/folders`` into ``(owner, name)`` or say what is wrong."""
+    text = address.strip()
+    if not text.startswith("/"):
+        text = "/" + text
+    if len(text) > MAX_ADDRESS_LENGTH:
+        raise InvalidInput(
+            f"An address is at most {MAX_ADDRESS_LENGTH} characters; this one has {len(text)}.",
+            field=field,
+            code="invalid_address",
+        )
+    segments = text[1:].split("/")
+    if len(segments) < 2:
+        raise InvalidInput(
+            f"'{address}' is not an address: use /<owner>/<name>.", field=field, code="invalid_address"
+        )
+    if len(segments) > MAX_ADDRESS_SEGMENTS:
+        raise InvalidInput(
+            f"An address has at most {MAX_ADDRESS_SEGMENTS} segments; this one has {len(segments)}.",
+            field=field,
+            code="invalid_address",
+        )
+    owner, names = segments[0], segments[1:]
+    if not USERNAME_PATTERN.match(owner):
+        raise InvalidInput(f"'{owner}' is not a valid owner name.", field=field, code="invalid_address")
+    for segment in names:
+        if not _SEGMENT.match(segment) or segment in {".", "..", "-"}:
+            raise InvalidInput(
+                f"'{segment or '(empty)'}' is not a valid name segment: use letters, digits, "
+                "'.', '_' and '-' (and not '.', '..' or '-' alone).",
+                field=field,
+                code="invalid_address",
+            )
+    return owner, "/".join(names)
+
+
+def parse_resource_type(value: Any) -> str:
+    if value not in ResourceType.values:
+        raise InvalidInput(
+            f"Unknown resource type {value!r}; use one of {', '.join(ResourceType.values)}.",
+            field="type",
+            code="invalid_type",
+        )
+    return str(value)
+
+
+def _fail(field: str, message: str) -> None:
+    raise InvalidInput(message, field=f"config.{field}", code="invalid_config")
+
+
+def _check_str(config: dict, field: str, *, nullable: bool = True) -> None:
+    if field in config and not (
+        isinstance(config[field], str) or (nullable and config[field] is None)
+    ):
+        _fail(field, f"config.{field} must be a string.")
+
+
+def _check_int(config: dict, field: str, *, minimum: int, maximum: int | None = None) -> None:
+    if field not in config or config[field] is None:
+        return
+    value = config[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+        maximum is not None and value > maximum
+    ):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        _fail(field, f"config.{field} must be a whole number {bound}.")
+
+
+def _check_bool(config: dict, field: str) -> None:
+    if field in config and config[field] is not None and not isinstance(config[field], bool):
+        _fail(field, f"config.{field} must be true or false.")
+
+
+def _check_str_list(config: dict, field: str) -> None:
+    if field not in config or config[field] is None:
+        return
+    value = config[field]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        _fail(field, f"config.{field} must be a list of strings.")
+
+
+def _check_str_map(config: dict, field: str) -> None:
+    if field not in config or config[field] is None:
+        return
+    value = config[field]
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        _fail(field, f"config.{field} must be an object whose values are strings.")
+
+
+def _check_object(config: dict, field: str) -> None:
+    if field in config and config[field] is not None and not isinstance(config[field], dict):
+        _fail(field, f"config.{field} must be an object.")
+
+
+def _check_address_field(config: dict, field: str) -> None:
+    if field in config and config[field] is not None:
+        if not isinstance(config[field], str):
+            _fail(field, f"config.{field} must be an address such as /alice/name.")
+        parse_address(config[field], field=f"config.{field}")
+
+
+CLUSTER_PROVIDERS = frozenset(
+    {
+        "local", "ssh", "cheapest", "aws", "gcp", "azure", "kubernetes", "lambda",
+        "paperspace", "runpod", "fluidstack", "cudo", "ibm", "oci", "scp", "vsphere",
+        "nebius", "vast", "do",
+    }
+)
+
+
+def _validate_cluster(config: dict) -> None:
+    provider = config.get("provider")
+    if provider is not None and provider not in CLUSTER_PROVIDERS:
+        _fail("provider", f"config.provider must be one of {', '.join(sorted(CLUSTER_PROVIDERS))}.")
+    _check_str_list(config, "ips")
+    if provider == "ssh" and not config.get("ips"):
+        _fail("ips", "config.ips must list at least one host for provider 'ssh'.")
+    for field in ("ssh_user", "instance_type", "region", "name"):
+        _check_str(config, field)
+    _check_address_field(config, "creds")
+    _check_int(config, "ssh_port", minimum=1, maximum=65535)
+    _check_int(config, "server_port", minimum=1, maximum=65535)
+    _check_int(config, "num_nodes", minimum=1, maximum=1000)
+    _check_int(config, "autostop_mins", minimum=-1)
+    _check_bool(config, "use_spot")
+    _check_bool(config, "den_auth")
+
+
+def _validate_callable(config: dict) -> None:
+    _check_address_field(config, "system")
+    env = config.get("env")
+    if isinstance(env, dict):
+        _validate_env(env, prefix="env.")
+    elif env is not None:
+        _check_address_field(config, "env")
+    _check_str(config, "code")
+    _check_object(config, "pointers")
+    _check_object(config, "signature")
+
+
+def _validate_env(config: dict, prefix: str = "") -> None:
+    for field, check in (
+        ("reqs", _check_str_list),
+        ("env_vars", _check_str_map),
+        ("setup_cmds", _check_str_list),
+    ):
+        try:
+            check(config, field)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                exc.message.replace("config.", f"config.{prefix}"),
+                field=f"config.{prefix}{field}",
+                code="invalid_config",
+            ) from None
+    if "python" in config and config["python"] is not None and not isinstance(config["python"], str):
+        _fail(f"{prefix}python", f"config.{prefix}python must be a version string such as '3.11'.")
+
+
+def _validate_secret(config: dict) -> None:
+    if "values" in config:
+        _fail("values", "Secret values do not belong in the config: PUT them to .../-/secret.")
+    _check_str(config, "provider")
+
+
+_VALIDATORS = {
+    ResourceType.CLUSTER: _validate_cluster,
+    ResourceType.FUNCTION: _validate_callable,
+    ResourceType.MODULE: _validate_callable,
+    ResourceType.ENV: _validate_env,
+    ResourceType.SECRET: _validate_secret,
+}
+
+
+def validate_config(resource_type: str, config: Any) -> dict:
+    """Check a config against its type's fields and the size limit; return it."""
+    if not isinstance(config, dict):
+        raise InvalidInput("config must be a JSON object.", field="config", code="invalid_config")
+    size = len(json.dumps(config, separators=(",", ":")).encode())
+    if size > settings.DEN_MAX_CONFIG_BYTES:
+        raise TooLarge(
+            f"config is {size} bytes; the limit is {settings.DEN_MAX_CONFIG_BYTES} bytes (1 MiB).",
+            field="config",
+        )
+    validator = _VALIDATORS.get(ResourceType(resource_type))
+    if validator:
+        validator(config)
+    return config
