@@ -1,0 +1,81 @@
+"""den node daemon: an HTTP object server that runs on a cluster host.
+
+It holds named **functions** and **modules** (class instances), each inside an
+**env** whose worker is its own process, and calls them. No Django, no Celery.
+The caller side, :mod:`den.node.caller`, needs only httpx and cloudpickle.
+
+Start it::
+
+    python -m den.node --host 127.0.0.1 --port 32300 --den-url URL \\
+        --cluster-token TOKEN --cluster-address /alice/cpu [--no-den-auth] \\
+        [--auth-cache-seconds 10] [--workdir DIR] [--autostop-mins M] \\
+        [--heartbeat-seconds 30] [--call-timeout S]
+
+Every flag also reads ``DEN_NODE_<FLAG>`` (e.g. ``DEN_NODE_DEN_URL``,
+``DEN_NODE_DEN_AUTH=0``). Workers never see ``DEN_NODE_*`` variables.
+
+HTTP API
+========
+
+Errors are JSON ``{"error": {"code", "message", ...}}`` with the status of
+:data:`den.node.protocol.ERROR_STATUS`. With den auth on (the default) every route but
+``/health`` needs ``Authorization: Bearer den_...``; the daemon checks it with den
+(``/api/v1/auth/check``) *before reading the body*. Calls need ``read`` on the
+object's address (given at put time) or else on the cluster's; every other write
+needs ``write`` on the cluster's address; listings need ``read`` on it.
+
+``GET /health``
+    ``{"status": "ok", "version": ...}`` (no auth).
+
+``PUT /objects/<name>`` (JSON body)
+    ``{"kind": "function"|"module", "env": "base" | {"name", "reqs", "env_vars",
+    "setup_cmds", "python"}, "code": sha256|null, "pointers": {"module",
+    "qualname"}|null, "by_value": base64(cloudpickle(obj))|null, "init":
+    base64(cloudpickle((args, kwargs)))|null, "init_json": {"args", "kwargs"}|null,
+    "address": "/alice/train"|null}``. Either ``by_value`` or ``pointers`` (with
+    ``code``, the bundle whose root goes first on the worker's ``sys.path``). A
+    module given as a class is instantiated with ``init``/``init_json``; one given as
+    an instance is kept as is. The body is JSON, not a pickle, so that the daemon
+    never unpickles anything: only the env's worker decodes the base64 pickles. An
+    env described by name only is used as it is (created bare if new); a changed
+    description replaces that env's worker. Answers the object's description plus
+    ``"output"`` (what its import or ``__init__`` printed).
+
+``GET /objects``, ``GET /objects/<name>``, ``DELETE /objects/<name>``
+    List, describe, delete.
+
+``POST /objects/<name>/call`` (a function) and ``POST /objects/<name>/<method>``
+    (a module's method; ``call`` on a module means ``__call__``).
+    Body ``application/x-cloudpickle``: ``cloudpickle.dumps((args, kwargs))``;
+    answer ``application/x-den-frames`` (below). Any other body is JSON
+    (``{"args": [...], "kwargs": {...}}`` or a bare list of args), answered with
+    ``{"result": ..., "output": [{"stream", "text"}]}`` or, with
+    ``Accept: application/x-ndjson``, a stream of JSON lines (``{"stream",
+    "text"}``, ``{"yield": ...}``, then ``{"result": ...}`` or ``{"error": ...}``).
+    ``X-Den-Timeout: <seconds>`` sets the call's timeout (else the daemon's
+    ``--call-timeout``).
+
+``HEAD /code/<sha256>``
+    200 if the bundle is on the node, else 404.
+``PUT /code/<sha256>`` (body: a .tar.gz or .zip of the project)
+    Verifies the hash and unpacks it under ``<workdir>/code/<sha256>``; 201 when
+    new, 200 when it was already there.
+
+``GET /envs``, ``POST /envs`` (an env description), ``GET /envs/<name>``,
+``DELETE /envs/<name>``
+    List, create (or replace, if the description changed), describe, stop.
+
+Call response framing (``application/x-den-frames``)
+====================================================
+
+A sequence of frames, each a 9-byte header ``struct.pack("!BQ", kind, length)``
+then ``length`` bytes. ``O``/``E``/``L``: stdout, stderr and log text, sent while
+the call runs; ``G``: the result is a generator, ``Y`` frames (one per item) follow;
+``R``: the result (cloudpickle; empty after a generator); ``X``: an error, JSON
+``{"code", "message", "type"?, "traceback"?, "pickle"?, "env"?, "exit_code"?}``
+(``code`` is ``remote_exception``, ``worker_crashed``, ``timeout``, ...). ``R`` or
+``X`` ends the response. When the result is the first frame the response has a
+Content-Length; otherwise it is chunked and frames arrive as they are produced.
+"""
+
+__version__ = "0.1.0"

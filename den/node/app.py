@@ -1,0 +1,420 @@
+"""The daemon's HTTP API as a raw ASGI app (see den.node's docstring for the routes).
+
+Raw ASGI rather than a framework: a call is the hot path, and routing it is one
+``split``; the app adds a few microseconds to uvicorn's own cost per request.
+Authorisation runs before the body is read, so an unauthorised request's body is
+never even received, let alone unpickled (the daemon unpickles nothing anyway: the
+env's worker does, and only for authorised calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from den.node import __version__
+from den.node import protocol as p
+from den.node.auth import AuthDenied, DenAuth
+from den.node.config import NodeConfig
+from den.node.envs import EnvError, EnvSpec, EnvWorker, Inbox
+from den.node.runtime import ObjectRecord, RequestError, Runtime
+
+log = logging.getLogger("den.node")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_FRAMES_CT = p.FRAMES.encode()
+_NDJSON_CT = p.NDJSON.encode()
+_CLOUDPICKLE_CT = p.CLOUDPICKLE.encode()
+_MB = 1 << 20
+
+
+class HttpError(Exception):
+    """Answer the request with a JSON error body."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+async def send_json(send: Send, status: int, body: bytes,
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [*(headers or _JSON_HEADERS), (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body (one join at most), or 413 past ``limit`` bytes."""
+    msg = await receive()
+    body: bytes = msg.get("body", b"")
+    if not msg.get("more_body", False):
+        if len(body) > limit:
+            raise HttpError(413, "too_large", f"the body is larger than {limit // _MB} MB")
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise HttpError(400, "bad_request", "the client went away")
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, "too_large", f"the body is larger than {limit // _MB} MB")
+        chunks.append(chunk)
+        if not msg.get("more_body", False):
+            return b"".join(chunks)
+
+
+class NodeApp:
+    """ASGI app of one node daemon."""
+
+    def __init__(self, config: NodeConfig, runtime: Runtime, auth: DenAuth | None) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.auth = auth
+        self.cluster_address = config.cluster_address or "/"
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+        #: Asks the server to exit (autostop); the server that runs the app sets it.
+        self.request_stop: Callable[[], None] = lambda: None
+        self._health = json.dumps({"status": "ok", "version": __version__}).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                await self._route(scope, receive, send)
+            except HttpError as exc:
+                await send_json(send, exc.status, p.error_body(exc.code, exc.message, **exc.extra))
+            except RequestError as exc:
+                await send_json(send, exc.status, p.error_body(exc.code, exc.message, **exc.extra))
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- lifespan ---------------------------------------------------------------
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    for hook in self.on_startup:
+                        await hook()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                for hook in self.on_shutdown:
+                    try:
+                        await hook()
+                    except Exception:
+                        log.exception("shutdown hook failed")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- routing ----------------------------------------------------------------
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        parts = scope["path"].strip("/").split("/")
+        head = parts[0]
+        n = len(parts)
+        if head == "objects":
+            if n == 3 and method == "POST":
+                await self._call(scope, receive, send, parts[1], parts[2])
+            elif n == 2:
+                if method == "PUT":
+                    await self._put_object(scope, receive, send, parts[1])
+                elif method == "GET":
+                    await self._get_object(scope, send, parts[1])
+                elif method == "DELETE":
+                    await self._delete_object(scope, send, parts[1])
+                else:
+                    raise HttpError(405, "method_not_allowed", f"{method} is not allowed here")
+            elif n == 1 and method == "GET":
+                await self._authorize(scope, self.cluster_address, "read")
+                objs = [r.to_json() for r in self.runtime.objects.values()]
+                await send_json(send, 200, json.dumps({"objects": objs}).encode())
+            else:
+                raise HttpError(404, "not_found", "no such route")
+        elif head == "health" and n == 1:
+            await send_json(send, 200, self._health)
+        elif head == "code" and n == 2:
+            await self._code(scope, receive, send, parts[1])
+        elif head == "envs":
+            await self._envs(scope, receive, send, parts[1:])
+        else:
+            raise HttpError(404, "not_found", "no such route")
+
+    async def _authorize(self, scope: Scope, address: str, level: str) -> None:
+        if self.auth is None:
+            return
+        token = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                text = value.decode("latin-1")
+                if text[:7].lower() == "bearer ":
+                    token = text[7:].strip()
+                break
+        try:
+            await self.auth.check(token, address, level)
+        except AuthDenied as exc:
+            raise HttpError(exc.status, exc.code, exc.message) from None
+
+    # -- calls ------------------------------------------------------------------
+    async def _call(self, scope: Scope, receive: Receive, send: Send, name: str,
+                    method: str) -> None:
+        rt = self.runtime
+        rec = rt.objects.get(name)
+        address = (rec.address if rec is not None else None) or self.cluster_address
+        await self._authorize(scope, address, "read")
+        if rec is None:
+            raise HttpError(404, "not_found", f"no object named {name!r} on this node")
+        ctype = b""
+        accept = b""
+        timeout = self.config.call_timeout
+        for hname, value in scope["headers"]:
+            if hname == b"content-type":
+                ctype = value
+            elif hname == b"accept":
+                accept = value
+            elif hname == b"x-den-timeout":
+                try:
+                    timeout = float(value) or None
+                except ValueError:
+                    raise HttpError(400, "bad_request", "x-den-timeout must be seconds") from None
+        enc = "pickle" if ctype.startswith(_CLOUDPICKLE_CT) else "json"
+        body = await read_body(receive, self.config.max_body_mb * _MB)
+        env = rt.envs.get(rec.env)
+        if env is None:
+            raise HttpError(500, "env_failed", f"env {rec.env!r} is gone")
+        if env.state != "ready":
+            try:
+                await env.wait_ready()
+            except EnvError as exc:
+                raise HttpError(500, "env_failed", str(exc)) from None
+        if rec.error:
+            raise HttpError(500, "env_failed",
+                            f"{name!r} could not be re-created after its worker restarted: "
+                            f"{rec.error}; put it again")
+        cid, inbox = env.open(p.CALL, rec.call_meta(method, enc), body)
+        if len(body) >= 1 << 16:
+            await env.drain()
+        rt.calls_in_flight += 1
+        timer = None
+        if timeout:
+            timer = asyncio.get_running_loop().call_later(
+                timeout, _time_out, env, cid, inbox, timeout)
+        try:
+            if enc == "pickle":
+                await _respond_frames(send, inbox)
+            elif _NDJSON_CT in accept:
+                await _respond_ndjson(send, inbox)
+            else:
+                await _respond_json(send, inbox)
+        finally:
+            env.close(cid)
+            if timer is not None:
+                timer.cancel()
+            rt.calls_in_flight -= 1
+            rt.touch()
+
+    # -- objects ----------------------------------------------------------------
+    async def _put_object(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        await self._authorize(scope, self.cluster_address, "write")
+        body = await read_body(receive, self.config.max_body_mb * _MB)
+        info = await self.runtime.put_object(name, body)
+        await send_json(send, 200, json.dumps(info).encode())
+
+    def _object(self, name: str) -> ObjectRecord | None:
+        return self.runtime.objects.get(name)
+
+    async def _get_object(self, scope: Scope, send: Send, name: str) -> None:
+        rec = self._object(name)
+        await self._authorize(scope, (rec.address if rec else None) or self.cluster_address,
+                              "read")
+        if rec is None:
+            raise HttpError(404, "not_found", f"no object named {name!r} on this node")
+        await send_json(send, 200, json.dumps(rec.to_json()).encode())
+
+    async def _delete_object(self, scope: Scope, send: Send, name: str) -> None:
+        await self._authorize(scope, self.cluster_address, "write")
+        await self.runtime.delete_object(name)
+        await send_json(send, 200, json.dumps({"deleted": name}).encode())
+
+    # -- code bundles -----------------------------------------------------------
+    async def _code(self, scope: Scope, receive: Receive, send: Send, sha: str) -> None:
+        method = scope["method"]
+        if method in ("HEAD", "GET"):
+            await self._authorize(scope, self.cluster_address, "read")
+            status = 200 if self.runtime.has_code(sha) else 404
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+        elif method == "PUT":
+            await self._authorize(scope, self.cluster_address, "write")
+            if self.runtime.has_code(sha):
+                await send_json(send, 200, json.dumps({"sha": sha, "created": False}).encode())
+                return
+            body = await read_body(receive, self.config.max_code_mb * _MB)
+            created = await asyncio.to_thread(self.runtime.store_code, sha, body)
+            await send_json(send, 201 if created else 200,
+                            json.dumps({"sha": sha, "created": created}).encode())
+        else:
+            raise HttpError(405, "method_not_allowed", f"{method} is not allowed here")
+
+    # -- envs -------------------------------------------------------------------
+    async def _envs(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
+        method = scope["method"]
+        if not rest and method == "GET":
+            await self._authorize(scope, self.cluster_address, "read")
+            envs = [e.info() for e in self.runtime.envs.values()]
+            await send_json(send, 200, json.dumps({"envs": envs}).encode())
+        elif not rest and method == "POST":
+            await self._authorize(scope, self.cluster_address, "write")
+            body = await read_body(receive, _MB)
+            try:
+                spec = EnvSpec.from_json(json.loads(body))
+            except ValueError as exc:
+                raise HttpError(400, "bad_request", str(exc)) from None
+            try:
+                env = await self.runtime.ensure_env(spec)
+            except EnvError as exc:
+                raise HttpError(500, "env_failed", str(exc)) from None
+            await send_json(send, 200, json.dumps(env.info()).encode())
+        elif len(rest) == 1 and method == "GET":
+            await self._authorize(scope, self.cluster_address, "read")
+            found = self.runtime.envs.get(rest[0])
+            if found is None:
+                raise HttpError(404, "not_found", f"no env named {rest[0]!r}")
+            await send_json(send, 200, json.dumps(found.info()).encode())
+        elif len(rest) == 1 and method == "DELETE":
+            await self._authorize(scope, self.cluster_address, "write")
+            await self.runtime.delete_env(rest[0])
+            await send_json(send, 200, json.dumps({"deleted": rest[0]}).encode())
+        else:
+            raise HttpError(404, "not_found", "no such route")
+
+
+def _time_out(env: EnvWorker, cid: int, inbox: Inbox, seconds: float) -> None:
+    """Abandon a call that ran past its timeout and ask the worker to cancel it."""
+    env.close(cid)
+    inbox.push((p.ERROR, p.error_payload(
+        "timeout",
+        f"the call did not finish within {seconds:g} s, so den cancelled it; "
+        "pass a larger timeout if it needs longer",
+        env=env.name,
+    )))
+    env.send(p.CANCEL, cid, b"", b"")
+
+
+async def _respond_frames(send: Send, inbox: Inbox) -> None:
+    """Framed response: one sized body when the result comes first, else chunked."""
+    kind, payload = await inbox.get()
+    if kind == p.RESULT or kind == p.ERROR:
+        header = p.HTTP_HEADER.pack(kind, len(payload))
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", _FRAMES_CT),
+                        (b"content-length", str(len(header) + len(payload)).encode())],
+        })
+        if len(payload) < 1 << 16:
+            await send({"type": "http.response.body", "body": header + payload})
+        else:
+            await send({"type": "http.response.body", "body": header, "more_body": True})
+            await send({"type": "http.response.body", "body": payload})
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", _FRAMES_CT)]})
+    while True:
+        # Send every frame already waiting in one body message.
+        parts: list[bytes | bytearray] = []
+        done = False
+        frame: tuple[int, bytes | bytearray] | None = (kind, payload)
+        while frame is not None:
+            kind, payload = frame
+            parts.append(p.HTTP_HEADER.pack(kind, len(payload)))
+            parts.append(payload)
+            if kind == p.ERROR or kind == p.RESULT:
+                done = True
+                break
+            frame = inbox.get_nowait()
+        await send({"type": "http.response.body", "body": b"".join(parts), "more_body": not done})
+        if done:
+            return
+        kind, payload = await inbox.get()
+
+
+def _error_json(payload: bytes | bytearray) -> tuple[int, bytes]:
+    err = json.loads(payload)
+    err.pop("pickle", None)
+    status = p.ERROR_STATUS.get(err.get("code", "internal"), 500)
+    return status, json.dumps({"error": err}).encode()
+
+
+async def _respond_json(send: Send, inbox: Inbox) -> None:
+    """Plain JSON for curl: {"result": ..., "output": [...]} or {"error": {...}}."""
+    output: list[dict[str, str]] = []
+    items: list[bytes | bytearray] | None = None
+    while True:
+        kind, payload = await inbox.get()
+        if kind in p.OUTPUT_KINDS:
+            output.append({"stream": p.OUTPUT_KINDS[kind],
+                           "text": bytes(payload).decode("utf-8", "replace")})
+        elif kind == p.GENERATOR:
+            items = []
+        elif kind == p.YIELD and items is not None:
+            items.append(payload)
+        elif kind == p.ERROR:
+            status, body = _error_json(payload)
+            if output:
+                err = json.loads(body)
+                err["output"] = output
+                body = json.dumps(err).encode()
+            await send_json(send, status, body)
+            return
+        elif kind == p.RESULT:
+            result = b"[" + b",".join(items) + b"]" if items is not None else bytes(payload)
+            body = b'{"result": ' + result + b', "output": ' + json.dumps(output).encode() + b"}"
+            await send_json(send, 200, body)
+            return
+
+
+async def _respond_ndjson(send: Send, inbox: Inbox) -> None:
+    """Newline-delimited JSON events, streamed: output, yields, then result or error."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", _NDJSON_CT)]})
+    while True:
+        kind, payload = await inbox.get()
+        done = False
+        if kind in p.OUTPUT_KINDS:
+            line = json.dumps({"stream": p.OUTPUT_KINDS[kind],
+                               "text": bytes(payload).decode("utf-8", "replace")}).encode()
+        elif kind == p.GENERATOR:
+            continue
+        elif kind == p.YIELD:
+            line = b'{"yield": ' + bytes(payload) + b"}"
+        elif kind == p.RESULT:
+            line = b'{"result": ' + (bytes(payload) or b"null") + b"}"
+            done = True
+        else:
+            line = _error_json(payload)[1]
+            done = True
+        await send({"type": "http.response.body", "body": line + b"\n", "more_body": not done})
+        if done:
+            return

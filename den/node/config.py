@@ -1,0 +1,92 @@
+"""The daemon's settings: command-line flags, each with a ``DEN_NODE_*`` env var default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 32300
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything the daemon is told at start."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    den_url: str | None = None
+    cluster_token: str | None = None
+    cluster_address: str | None = None
+    den_auth: bool = True
+    auth_cache_seconds: float = 10.0
+    workdir: Path = Path("~/.den/node").expanduser()
+    autostop_mins: float = -1
+    heartbeat_seconds: float = 30.0
+    call_timeout: float | None = None
+    max_body_mb: int = 4096
+    max_code_mb: int = 512
+    log_level: str = "info"
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, with what to pass instead."""
+        if self.den_auth and not self.den_url:
+            raise SystemExit("den auth is on: pass --den-url (or --no-den-auth for local use)")
+        if self.den_auth and not self.cluster_address:
+            raise SystemExit("den auth is on: pass --cluster-address /owner/cluster")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"DEN_NODE_{name}", default)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def parse_args(argv: list[str] | None = None) -> NodeConfig:
+    """Read flags; any flag not given falls back to its ``DEN_NODE_*`` variable."""
+    ap = argparse.ArgumentParser(prog="python -m den.node", description="den node daemon")
+    ap.add_argument("--host", default=_env("HOST", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(_env("PORT", str(DEFAULT_PORT)) or 0))
+    ap.add_argument("--den-url", default=_env("DEN_URL"))
+    ap.add_argument("--cluster-token", default=_env("CLUSTER_TOKEN"),
+                    help="the cluster's own den token (for heartbeats), never a user's")
+    ap.add_argument("--cluster-address", default=_env("CLUSTER_ADDRESS"),
+                    help="the cluster's den address, e.g. /alice/cpu")
+    ap.add_argument("--no-den-auth", dest="den_auth", action="store_false",
+                    default=_env_bool("DEN_AUTH", True),
+                    help="serve without checking tokens (local development only)")
+    ap.add_argument("--auth-cache-seconds", type=float,
+                    default=float(_env("AUTH_CACHE_SECONDS", "10") or 10))
+    ap.add_argument("--workdir", default=_env("WORKDIR", "~/.den/node"))
+    ap.add_argument("--autostop-mins", type=float, default=float(_env("AUTOSTOP_MINS", "-1") or -1),
+                    help="stop when idle this long and den is unreachable (<= 0: never)")
+    ap.add_argument("--heartbeat-seconds", type=float,
+                    default=float(_env("HEARTBEAT_SECONDS", "30") or 30))
+    ap.add_argument("--call-timeout", type=float, default=float(_env("CALL_TIMEOUT", "0") or 0),
+                    help="default per-call timeout in seconds (0: none); callers may set theirs")
+    ap.add_argument("--max-body-mb", type=int, default=int(_env("MAX_BODY_MB", "4096") or 4096))
+    ap.add_argument("--max-code-mb", type=int, default=int(_env("MAX_CODE_MB", "512") or 512))
+    ap.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    ns = ap.parse_args(argv)
+    return NodeConfig(
+        host=ns.host,
+        port=ns.port,
+        den_url=ns.den_url.rstrip("/") if ns.den_url else None,
+        cluster_token=ns.cluster_token,
+        cluster_address=ns.cluster_address,
+        den_auth=ns.den_auth,
+        auth_cache_seconds=ns.auth_cache_seconds,
+        workdir=Path(ns.workdir).expanduser().resolve(),
+        autostop_mins=ns.autostop_mins,
+        heartbeat_seconds=ns.heartbeat_seconds,
+        call_timeout=ns.call_timeout or None,
+        max_body_mb=ns.max_body_mb,
+        max_code_mb=ns.max_code_mb,
+        log_level=ns.log_level,
+    )

@@ -1,0 +1,97 @@
+"""Wire formats shared by the daemon, its env workers and the caller library.
+
+Two framings, both length-prefixed so that large payloads are never scanned or
+escaped:
+
+* **HTTP call responses** (``application/x-den-frames``): a sequence of frames, each
+  ``struct "!BQ"`` (kind byte, payload length) followed by the payload.
+* **Daemon <-> worker IPC** over a Unix socket pair: ``struct "!BIIQ"`` (kind byte,
+  call id, meta length, body length), then ``meta`` (small JSON) and ``body`` (raw
+  bytes, e.g. the caller's pickled arguments, passed through untouched).
+
+Frame kinds (one ASCII byte; the same letters on both framings):
+
+====  =================================================================
+``O``  stdout text (UTF-8) produced while the call runs
+``E``  stderr text
+``L``  a formatted ``logging`` record (one or more lines)
+``G``  the call returned a generator: ``Y`` frames follow, then ``R``
+``Y``  one yielded item, encoded like a result
+``R``  the result (for a generator: empty, marks the end of the stream)
+``X``  an error: JSON ``{"code", "message", ...}`` (see :func:`error_payload`)
+====  =================================================================
+
+IPC-only kinds, daemon to worker: ``C`` call, ``P`` put an object, ``D`` delete an
+object, ``K`` cancel a call; worker to daemon: ``H`` hello (the worker is ready).
+
+This module imports nothing heavy: the thin client imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+#: Content type of pickled call arguments and results.
+CLOUDPICKLE = "application/x-cloudpickle"
+#: Content type of the framed call response stream.
+FRAMES = "application/x-den-frames"
+#: Content type of a newline-delimited JSON call response stream (curl users).
+NDJSON = "application/x-ndjson"
+JSON = "application/json"
+
+#: Request header carrying the caller's per-call timeout in seconds.
+TIMEOUT_HEADER = "x-den-timeout"
+
+HTTP_HEADER = struct.Struct("!BQ")
+IPC_HEADER = struct.Struct("!BIIQ")
+
+STDOUT = ord("O")
+STDERR = ord("E")
+LOG = ord("L")
+GENERATOR = ord("G")
+YIELD = ord("Y")
+RESULT = ord("R")
+ERROR = ord("X")
+
+CALL = ord("C")
+PUT = ord("P")
+DELETE = ord("D")
+CANCEL = ord("K")
+HELLO = ord("H")
+
+#: Output kinds and the stream names the caller's callback receives.
+OUTPUT_KINDS = {STDOUT: "stdout", STDERR: "stderr", LOG: "log"}
+
+#: Error codes (the ``code`` field of ``X`` frames and of JSON error bodies) and the
+#: HTTP status the daemon answers with when it can still choose one.
+ERROR_STATUS = {
+    "bad_request": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "too_large": 413,
+    "remote_exception": 500,
+    "env_failed": 500,
+    "internal": 500,
+    "worker_crashed": 502,
+    "den_unavailable": 503,
+    "timeout": 504,
+}
+
+
+def http_frame_header(kind: int, length: int) -> bytes:
+    """Header of one frame of an HTTP call response."""
+    return HTTP_HEADER.pack(kind, length)
+
+
+def error_payload(code: str, message: str, **extra: Any) -> bytes:
+    """Encode an ``X`` frame's payload: JSON with at least ``code`` and ``message``."""
+    return json.dumps({"code": code, "message": message, **extra}).encode()
+
+
+def error_body(code: str, message: str, **extra: Any) -> bytes:
+    """A JSON error body in den's REST shape: ``{"error": {"code", "message", ...}}``."""
+    return json.dumps({"error": {"code": code, "message": message, **extra}}).encode()
