@@ -49,6 +49,12 @@ class ObjectNotFound(NodeError, LookupError):
     code = "not_found"
 
 
+class NodeUnreachable(NodeError, ConnectionError):
+    """The caller could not reach the node daemon (is the cluster up?)."""
+
+    code = "unreachable"
+
+
 class DenUnavailable(NodeError):
     """The daemon could not reach den to check the caller's token."""
 

@@ -1,0 +1,164 @@
+"""Content-addressed code bundles: the caller's project directory as a .tar.gz.
+
+The tarball is deterministic (sorted entries, zeroed times and owners), so the same
+tree always hashes the same and an unchanged project is never uploaded twice.
+Files ignored by ``.gitignore`` files (simple patterns: ``*``, ``?``, ``**``,
+anchoring ``/``, trailing ``/`` for directories, ``!`` negation) are left out, as
+are ``.git``, ``__pycache__``, ``.venv`` and ``*.pyc`` always.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import re
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from den.node.errors import BundleTooLarge
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+ALWAYS_SKIP_DIRS = frozenset(
+    {".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+)
+ALWAYS_SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+@dataclass(frozen=True)
+class _Rule:
+    base: str  # directory of the .gitignore, relative to the root ("" for the root)
+    regex: re.Pattern[str]
+    anchored: bool
+    dir_only: bool
+    negate: bool
+
+
+def _translate(pattern: str) -> str:
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def _parse_gitignore(text: str, base: str) -> list[_Rule]:
+    rules = []
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        if negate:
+            line = line[1:]
+        dir_only = line.endswith("/")
+        line = line.rstrip("/")
+        anchored = "/" in line
+        line = line.lstrip("/")
+        if not line:
+            continue
+        rules.append(_Rule(base, re.compile(rf"^{_translate(line)}$"), anchored, dir_only, negate))
+    return rules
+
+
+def _ignored(rules: list[_Rule], rel: str, is_dir: bool) -> bool:
+    result = False
+    name = rel.rsplit("/", 1)[-1]
+    for rule in rules:
+        if rule.dir_only and not is_dir:
+            continue
+        if rule.base:
+            if not rel.startswith(rule.base + "/"):
+                continue
+            sub = rel[len(rule.base) + 1:]
+        else:
+            sub = rel
+        if rule.regex.match(sub if rule.anchored else name):
+            result = not rule.negate
+    return result
+
+
+def project_files(root: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """(relative path, path) of every file a bundle of ``root`` holds, sorted."""
+    root_path = Path(root).resolve()
+    rules: list[_Rule] = []
+    files: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root_path):
+        rel_dir = os.path.relpath(dirpath, root_path)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
+        if ".gitignore" in filenames:
+            try:
+                text = (Path(dirpath) / ".gitignore").read_text(errors="replace")
+            except OSError:
+                text = ""
+            rules.extend(_parse_gitignore(text, rel_dir))
+        keep = []
+        for d in sorted(dirnames):
+            rel = f"{rel_dir}/{d}" if rel_dir else d
+            if d in ALWAYS_SKIP_DIRS or os.path.islink(os.path.join(dirpath, d)):
+                continue
+            if not _ignored(rules, rel, True):
+                keep.append(d)
+        dirnames[:] = keep
+        for f in sorted(filenames):
+            if f.endswith(ALWAYS_SKIP_SUFFIXES):
+                continue
+            rel = f"{rel_dir}/{f}" if rel_dir else f
+            if _ignored(rules, rel, False):
+                continue
+            path = Path(dirpath) / f
+            if path.is_file():  # follows a symlink to a file; drops dangling ones
+                files.append((rel, path))
+    files.sort()
+    return files
+
+
+def bundle_project(path: str | os.PathLike[str],
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, bytes]:
+    """Tar and gzip a project directory; return ``(sha256 hex, bytes)``.
+
+    Raises BundleTooLarge, naming the biggest files, when the files add up to more
+    than ``max_bytes`` (before compression).
+    """
+    files = project_files(path)
+    sizes = [(p.stat().st_size, rel) for rel, p in files]
+    total = sum(s for s, _ in sizes)
+    if total > max_bytes:
+        biggest = sorted(sizes, reverse=True)[:5]
+        listing = ", ".join(f"{rel} ({s / 1e6:.1f} MB)" for s, rel in biggest)
+        raise BundleTooLarge(
+            f"{path} holds {total / 1e6:.1f} MB of files, over the {max_bytes / 1e6:.0f} MB "
+            f"code bundle limit; biggest: {listing}. Add what the code does not need to "
+            ".gitignore, or raise the limit"
+        )
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel, file_path in files:
+            st = file_path.stat()
+            info = tarfile.TarInfo(rel)
+            info.size = st.st_size
+            info.mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
+            info.mtime = 0
+            with open(file_path, "rb") as fh:
+                tar.addfile(info, fh)
+    data = raw.getvalue()
+    return hashlib.sha256(data).hexdigest(), data

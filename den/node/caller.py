@@ -1,0 +1,501 @@
+"""Caller side of the node daemon: what the den client uses to run code on a cluster.
+
+Only httpx and cloudpickle: importing this never imports starlette or uvicorn.
+
+    node = NodeClient("http://10.0.0.5:32300", token="den_...")
+    node.put_function("add", add)                  # by value
+    sha = node.sync_code(".")                      # or by code bundle + pointers
+    node.put_function("train", train, code=sha, env={"name": "sk", "reqs": ["scikit-learn"]})
+    node.call("add", args=(1, 2))                  # -> 3; remote prints appear here
+    node.put_module("model", Model, init_args=(3,))
+    node.call("model", "predict", args=(x,))
+
+Remote exceptions are re-raised as their own type (else :class:`RemoteError`) with
+the remote traceback attached as a note; daemon-side failures raise the classes of
+:mod:`den.node.errors` (``WorkerCrashed``, ``CallTimeout``, ...). A call of a
+generator function returns an iterator that yields items as the remote side
+produces them.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import os
+import pickle
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import cloudpickle
+import httpx
+
+from den.node import protocol as p
+from den.node.bundle import DEFAULT_MAX_BYTES, bundle_project
+from den.node.errors import CallTimeout, NodeError, NodeUnreachable, error_from_payload
+
+__all__ = [
+    "AsyncNodeClient",
+    "FrameReader",
+    "NodeClient",
+    "bundle_project",
+    "function_spec",
+    "module_spec",
+    "pointers_for",
+    "print_output",
+]
+
+#: ``callback(stream, text)``: stream is "stdout", "stderr" or "log".
+OutputCallback = Callable[[str, str], None]
+Frame = tuple[int, bytes | memoryview]
+EnvLike = str | Mapping[str, Any] | None
+
+_HEADER = p.HTTP_HEADER
+_HSIZE = _HEADER.size
+
+
+def print_output(stream: str, text: str) -> None:
+    """Default output callback: remote stdout to local stdout, the rest to stderr."""
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    out.write(text)
+    out.flush()
+
+
+def pointers_for(obj: Any) -> dict[str, str] | None:
+    """Import pointers of a function or class, or None if it must go by value
+    (defined in ``__main__``, a notebook, or inside another function)."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname or module == "__main__" or "<" in qualname:
+        return None
+    return {"module": module, "qualname": qualname}
+
+
+def _b64pickle(value: Any) -> str:
+    return base64.b64encode(cloudpickle.dumps(value, protocol=5)).decode()
+
+
+def _env_json(env: EnvLike | Any) -> Any:
+    if env is None or isinstance(env, str):
+        return env
+    if isinstance(env, Mapping):
+        return dict(env)
+    to_json = getattr(env, "to_json", None) or getattr(env, "to_dict", None)
+    if callable(to_json):
+        return to_json()
+    raise TypeError("env must be a name, a dict {name, reqs, env_vars, setup_cmds, python}, "
+                    "or an object with to_json()")
+
+
+def _target_spec(kind: str, obj: Any, *, env: EnvLike, code: str | None,
+                 pointers: Mapping[str, str] | None, address: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"kind": kind, "env": _env_json(env), "code": code,
+                            "address": address}
+    if pointers is None and code is not None and obj is not None:
+        pointers = pointers_for(obj)
+    if pointers is not None:
+        spec["pointers"] = dict(pointers)
+    elif obj is not None:
+        spec["by_value"] = _b64pickle(obj)
+    else:
+        raise ValueError("give the object itself, or pointers {module, qualname} with code")
+    return spec
+
+
+def function_spec(fn: Callable[..., Any] | None = None, *, env: EnvLike = None,
+                  code: str | None = None, pointers: Mapping[str, str] | None = None,
+                  address: str | None = None) -> dict[str, Any]:
+    """The ``PUT /objects/<name>`` body for a function: by import pointers into the
+    code bundle when ``code`` is given and the function is importable, else by value."""
+    return _target_spec("function", fn, env=env, code=code, pointers=pointers, address=address)
+
+
+def module_spec(obj: Any = None, *, init_args: Sequence[Any] = (),
+                init_kwargs: Mapping[str, Any] | None = None, env: EnvLike = None,
+                code: str | None = None, pointers: Mapping[str, str] | None = None,
+                address: str | None = None) -> dict[str, Any]:
+    """The ``PUT /objects/<name>`` body for a module: a class (instantiated remotely
+    with ``init_args``/``init_kwargs``) or an instance (sent by value, state and all)."""
+    spec = _target_spec("module", obj, env=env, code=code, pointers=pointers, address=address)
+    if obj is None or isinstance(obj, type):
+        spec["init"] = _b64pickle((tuple(init_args), dict(init_kwargs or {})))
+    return spec
+
+
+class FrameReader:
+    """Incremental parser of an ``application/x-den-frames`` stream."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes) -> list[Frame]:
+        buf = self._buf
+        buf += chunk
+        frames: list[Frame] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= _HSIZE:
+            kind, n = _HEADER.unpack_from(buf, pos)
+            if end - pos - _HSIZE < n:
+                break
+            start = pos + _HSIZE
+            frames.append((kind, bytes(buf[start:start + n])))
+            pos = start + n
+        if pos:
+            del buf[:pos]
+        return frames
+
+
+def _frames_of(data: bytes) -> Iterator[Frame]:
+    """Frames of a complete body, as zero-copy views."""
+    view = memoryview(data)
+    pos = 0
+    while pos < len(view):
+        kind, n = _HEADER.unpack_from(view, pos)
+        start = pos + _HSIZE
+        yield kind, view[start:start + n]
+        pos = start + n
+
+
+def _raise_error(payload: bytes | memoryview) -> None:
+    raise error_from_payload(json.loads(bytes(payload)))
+
+
+def _response_error(resp: httpx.Response) -> BaseException:
+    try:
+        err = resp.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return NodeError(f"the node answered HTTP {resp.status_code}: {resp.text[:300]}",
+                         status=resp.status_code)
+    return error_from_payload(err, resp.status_code)
+
+
+def _call_headers(timeout: float | None) -> dict[str, str]:
+    headers = {"content-type": p.CLOUDPICKLE, "accept": p.FRAMES}
+    if timeout:
+        headers[p.TIMEOUT_HEADER] = repr(float(timeout))
+    return headers
+
+
+def _http_timeout(timeout: float | None) -> httpx.Timeout:
+    # The daemon enforces the call's timeout; the HTTP read waits a little longer.
+    return httpx.Timeout(connect=10.0, read=timeout + 10.0 if timeout else None,
+                         write=None, pool=None)
+
+
+def _handle_frame(kind: int, payload: bytes | memoryview, stream: OutputCallback | None) -> None:
+    name = p.OUTPUT_KINDS.get(kind)
+    if name is not None:
+        if stream is not None:
+            stream(name, bytes(payload).decode("utf-8", "replace"))
+    elif kind == p.ERROR:
+        _raise_error(payload)
+
+
+def _client_kwargs(base_url: str, token: str | None, timeout: float | None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return {
+        "base_url": base_url.rstrip("/"),
+        "headers": headers,
+        "timeout": httpx.Timeout(timeout, connect=10.0),
+        "limits": httpx.Limits(max_connections=256, max_keepalive_connections=64),
+    }
+
+
+class NodeClient:
+    """Talks to one node daemon. Thread-safe; keep one per daemon and reuse it.
+
+    ``timeout`` bounds control requests (puts, uploads, listings); calls run as long
+    as their own ``timeout`` (or the daemon's default) allows.
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float | None = 600.0,
+                 *, stream: OutputCallback | None = print_output) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.stream = stream
+        self._http = httpx.Client(**_client_kwargs(base_url, token, timeout))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
+        try:
+            return self._http.send(request, stream=stream)
+        except httpx.TimeoutException as exc:
+            raise CallTimeout(f"no answer from the node at {self.base_url} in time ({exc})"
+                              ) from exc
+        except httpx.TransportError as exc:
+            raise NodeUnreachable(f"could not reach the node at {self.base_url} ({exc}); "
+                                  "is the cluster up?") from exc
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        resp = self._send(self._http.build_request(method, path, **kwargs))
+        if resp.status_code >= 400:
+            raise _response_error(resp)
+        return resp
+
+    # -- info -------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok", "version": ...}``; raises NodeUnreachable if it is down."""
+        return self._request("GET", "/health").json()  # type: ignore[no-any-return]
+
+    def list_objects(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/objects").json()["objects"]  # type: ignore[no-any-return]
+
+    def get_object(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/objects/{name}").json()  # type: ignore[no-any-return]
+
+    def list_envs(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/envs").json()["envs"]  # type: ignore[no-any-return]
+
+    # -- code -------------------------------------------------------------------
+    def has_code(self, sha: str) -> bool:
+        resp = self._send(self._http.build_request("HEAD", f"/code/{sha}"))
+        if resp.status_code in (200, 404):
+            return resp.status_code == 200
+        raise _response_error(resp)
+
+    def put_code(self, sha: str, data: bytes) -> bool:
+        """Upload a bundle; True if the node did not have it yet."""
+        resp = self._request("PUT", f"/code/{sha}", content=data,
+                             headers={"content-type": "application/gzip"})
+        return bool(resp.json().get("created"))
+
+    def sync_code(self, path: str | os.PathLike[str] = ".",
+                  max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+        """Bundle a project directory and upload it unless the node has it; its sha."""
+        sha, data = bundle_project(path, max_bytes=max_bytes)
+        if not self.has_code(sha):
+            self.put_code(sha, data)
+        return sha
+
+    # -- objects and envs -------------------------------------------------------
+    def put_object(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Put an object from a raw spec (see den.node's docstring); print its output."""
+        info: dict[str, Any] = self._request("PUT", f"/objects/{name}", json=dict(spec)).json()
+        if self.stream is not None:
+            for chunk in info.get("output", []):
+                self.stream(chunk["stream"], chunk["text"])
+        return info
+
+    def put_function(self, name: str, fn: Callable[..., Any] | None = None, *,
+                     env: EnvLike = None, code: str | None = None,
+                     pointers: Mapping[str, str] | None = None,
+                     address: str | None = None) -> dict[str, Any]:
+        return self.put_object(name, function_spec(fn, env=env, code=code, pointers=pointers,
+                                                   address=address))
+
+    def put_module(self, name: str, obj: Any = None, *, init_args: Sequence[Any] = (),
+                   init_kwargs: Mapping[str, Any] | None = None, env: EnvLike = None,
+                   code: str | None = None, pointers: Mapping[str, str] | None = None,
+                   address: str | None = None) -> dict[str, Any]:
+        return self.put_object(name, module_spec(obj, init_args=init_args,
+                                                 init_kwargs=init_kwargs, env=env, code=code,
+                                                 pointers=pointers, address=address))
+
+    def delete_object(self, name: str) -> None:
+        self._request("DELETE", f"/objects/{name}")
+
+    def put_env(self, env: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an env (or replace it, if its description changed) and start it."""
+        return self._request("POST", "/envs", json=dict(env)).json()  # type: ignore[no-any-return]
+
+    def delete_env(self, name: str) -> None:
+        self._request("DELETE", f"/envs/{name}")
+
+    # -- calls ------------------------------------------------------------------
+    def call(self, name: str, method: str | None = None, args: Sequence[Any] = (),
+             kwargs: Mapping[str, Any] | None = None, *,
+             stream: OutputCallback | None | bool = True,
+             timeout: float | None = None) -> Any:
+        """Call a function (``method=None``) or a module's method; return its result.
+
+        ``stream`` receives remote output as it arrives (True: this client's default,
+        printing it; None or False: drop it). ``timeout`` is enforced by the daemon.
+        """
+        cb = self.stream if stream is True else (stream or None)
+        body = cloudpickle.dumps((tuple(args), dict(kwargs or {})), protocol=5)
+        request = self._http.build_request(
+            "POST", f"/objects/{name}/{method or 'call'}", content=body,
+            headers=_call_headers(timeout), timeout=_http_timeout(timeout),
+        )
+        resp = self._send(request, stream=True)
+        handed_over = False
+        try:
+            if resp.status_code != 200:
+                resp.read()
+                raise _response_error(resp)
+            if "content-length" in resp.headers:
+                # The result came first: one frame, read whole.
+                for kind, payload in _frames_of(resp.read()):
+                    if kind == p.RESULT:
+                        return pickle.loads(payload)  # noqa: S301 - our daemon's answer
+                    _handle_frame(kind, payload, cb)
+                raise NodeError("the node's answer held no result")
+            chunks = resp.iter_raw()
+            reader = FrameReader()
+            frames: collections.deque[Frame] = collections.deque()
+            while True:
+                if not frames:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        raise NodeError("the node closed the call before sending its result")
+                    frames.extend(reader.feed(chunk))
+                    continue
+                kind, payload = frames.popleft()
+                if kind == p.RESULT:
+                    return pickle.loads(payload)  # noqa: S301
+                if kind == p.GENERATOR:
+                    handed_over = True
+                    return self._iterate(resp, chunks, reader, frames, cb)
+                _handle_frame(kind, payload, cb)
+        except httpx.TransportError as exc:
+            raise NodeUnreachable(f"lost the connection to the node at {self.base_url} "
+                                  f"during the call ({exc})") from exc
+        finally:
+            if not handed_over:
+                resp.close()
+
+    def _iterate(self, resp: httpx.Response, chunks: Iterator[bytes], reader: FrameReader,
+                 frames: collections.deque[Frame], cb: OutputCallback | None) -> Iterator[Any]:
+        try:
+            while True:
+                if not frames:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        raise NodeError("the node closed the generator's stream early")
+                    frames.extend(reader.feed(chunk))
+                    continue
+                kind, payload = frames.popleft()
+                if kind == p.YIELD:
+                    yield pickle.loads(payload)  # noqa: S301
+                elif kind == p.RESULT:
+                    return
+                else:
+                    _handle_frame(kind, payload, cb)
+        finally:
+            resp.close()
+
+
+class AsyncNodeClient:
+    """The asyncio twin of :class:`NodeClient` (calls, puts and code uploads)."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float | None = 600.0,
+                 *, stream: OutputCallback | None = print_output) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.stream = stream
+        self._http = httpx.AsyncClient(**_client_kwargs(base_url, token, timeout))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncNodeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
+        try:
+            return await self._http.send(request, stream=stream)
+        except httpx.TimeoutException as exc:
+            raise CallTimeout(f"no answer from the node at {self.base_url} in time ({exc})"
+                              ) from exc
+        except httpx.TransportError as exc:
+            raise NodeUnreachable(f"could not reach the node at {self.base_url} ({exc}); "
+                                  "is the cluster up?") from exc
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        resp = await self._send(self._http.build_request(method, path, **kwargs))
+        if resp.status_code >= 400:
+            raise _response_error(resp)
+        return resp
+
+    async def health(self) -> dict[str, Any]:
+        return (await self._request("GET", "/health")).json()  # type: ignore[no-any-return]
+
+    async def has_code(self, sha: str) -> bool:
+        resp = await self._send(self._http.build_request("HEAD", f"/code/{sha}"))
+        if resp.status_code in (200, 404):
+            return resp.status_code == 200
+        raise _response_error(resp)
+
+    async def put_code(self, sha: str, data: bytes) -> bool:
+        resp = await self._request("PUT", f"/code/{sha}", content=data,
+                                   headers={"content-type": "application/gzip"})
+        return bool(resp.json().get("created"))
+
+    async def put_object(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        info: dict[str, Any] = (
+            await self._request("PUT", f"/objects/{name}", json=dict(spec))
+        ).json()
+        if self.stream is not None:
+            for chunk in info.get("output", []):
+                self.stream(chunk["stream"], chunk["text"])
+        return info
+
+    async def call(self, name: str, method: str | None = None, args: Sequence[Any] = (),
+                   kwargs: Mapping[str, Any] | None = None, *,
+                   stream: OutputCallback | None | bool = True,
+                   timeout: float | None = None) -> Any:
+        """Like NodeClient.call; a remote generator comes back as an async iterator."""
+        cb = self.stream if stream is True else (stream or None)
+        body = cloudpickle.dumps((tuple(args), dict(kwargs or {})), protocol=5)
+        request = self._http.build_request(
+            "POST", f"/objects/{name}/{method or 'call'}", content=body,
+            headers=_call_headers(timeout), timeout=_http_timeout(timeout),
+        )
+        resp = await self._send(request, stream=True)
+        handed_over = False
+        try:
+            if resp.status_code != 200:
+                await resp.aread()
+                raise _response_error(resp)
+            chunks = resp.aiter_raw()
+            reader = FrameReader()
+            frames: collections.deque[Frame] = collections.deque()
+            while True:
+                if not frames:
+                    chunk = await anext(chunks, None)
+                    if chunk is None:
+                        raise NodeError("the node closed the call before sending its result")
+                    frames.extend(reader.feed(chunk))
+                    continue
+                kind, payload = frames.popleft()
+                if kind == p.RESULT:
+                    return pickle.loads(payload)  # noqa: S301
+                if kind == p.GENERATOR:
+                    handed_over = True
+                    return self._iterate(resp, chunks, reader, frames, cb)
+                _handle_frame(kind, payload, cb)
+        finally:
+            if not handed_over:
+                await resp.aclose()
+
+    async def _iterate(self, resp: httpx.Response, chunks: AsyncIterator[bytes],
+                       reader: FrameReader, frames: collections.deque[Frame],
+                       cb: OutputCallback | None) -> AsyncIterator[Any]:
+        try:
+            while True:
+                if not frames:
+                    chunk = await anext(chunks, None)
+                    if chunk is None:
+                        raise NodeError("the node closed the generator's stream early")
+                    frames.extend(reader.feed(chunk))
+                    continue
+                kind, payload = frames.popleft()
+                if kind == p.YIELD:
+                    yield pickle.loads(payload)  # noqa: S301
+                elif kind == p.RESULT:
+                    return
+                else:
+                    _handle_frame(kind, payload, cb)
+        finally:
+            await resp.aclose()
