@@ -313,7 +313,7 @@ class NodeClient:
     # -- calls ------------------------------------------------------------------
     def call(self, name: str, method: str | None = None, args: Sequence[Any] = (),
              kwargs: Mapping[str, Any] | None = None, *,
-             stream: OutputCallback | None | bool = True,
+             stream: OutputCallback | bool | None = True,
              timeout: float | None = None) -> Any:
         """Call a function (``method=None``) or a module's method; return its result.
 
@@ -443,7 +443,7 @@ class AsyncNodeClient:
 
     async def call(self, name: str, method: str | None = None, args: Sequence[Any] = (),
                    kwargs: Mapping[str, Any] | None = None, *,
-                   stream: OutputCallback | None | bool = True,
+                   stream: OutputCallback | bool | None = True,
                    timeout: float | None = None) -> Any:
         """Like NodeClient.call; a remote generator comes back as an async iterator."""
         cb = self.stream if stream is True else (stream or None)

@@ -21,7 +21,7 @@ class NodeConfig:
     cluster_address: str | None = None
     den_auth: bool = True
     auth_cache_seconds: float = 10.0
-    workdir: Path = Path("~/.den/node").expanduser()
+    workdir: Path = Path.home() / ".den" / "node"
     autostop_mins: float = -1
     heartbeat_seconds: float = 30.0
     call_timeout: float | None = None

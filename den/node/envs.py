@@ -174,7 +174,7 @@ async def prepare_env(spec: EnvSpec, workdir: Path) -> tuple[str, dict[str, str]
                 await _run([base, "-m", "venv", "--system-site-packages", "--without-pip",
                             str(venv)])
                 same = spec.python is None or (
-                    await _python_version(base) == "%d.%d" % sys.version_info[:2]
+                    await _python_version(base) == "{}.{}".format(*sys.version_info[:2])
                 )
                 if same:
                     site_dirs = [*site.getsitepackages(), site.getusersitepackages()]
@@ -190,12 +190,12 @@ async def prepare_env(spec: EnvSpec, workdir: Path) -> tuple[str, dict[str, str]
         extra["VIRTUAL_ENV"] = str(venv)
         extra["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     if spec.setup_cmds:
-        key = hashlib.sha256(json.dumps([spec.name, python, spec.setup_cmds]).encode())
-        marker = workdir / "envs" / f"setup-{key.hexdigest()[:16]}.done"
+        digest = hashlib.sha256(json.dumps([spec.name, python, spec.setup_cmds]).encode())
+        marker = workdir / "envs" / f"setup-{digest.hexdigest()[:16]}.done"
         if not marker.exists():
             env = {**os.environ, **dict(spec.env_vars), **extra}
             for cmd in spec.setup_cmds:
-                await _run([cmd], env=env, cwd=workdir, shell=True)
+                await _run([cmd], env=env, cwd=workdir, shell=True)  # noqa: S604 - setup_cmds are shell
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text("\n".join(spec.setup_cmds))
     return python, extra

@@ -10,6 +10,7 @@ attached as a note (so it prints) and as ``remote_traceback``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import pickle
 from typing import Any
 
@@ -167,10 +168,8 @@ def _remote_exception(payload: dict[str, Any], status: int | None) -> BaseExcept
         env = payload.get("env")
         where = f" (den node, env {env!r})" if env else " (den node)"
         exc.add_note(f"Remote traceback{where}:\n{tb.rstrip()}")
-        try:
+        with contextlib.suppress(AttributeError):  # exceptions with __slots__
             exc.remote_traceback = tb  # type: ignore[attr-defined]
-        except AttributeError:  # exceptions with __slots__
-            pass
     return exc
 
 

@@ -244,7 +244,6 @@ class Runtime:
         kind, payload = await env.request(p.PUT, self._put_meta(name, code), body, output)
         if kind == p.ERROR:
             err = json.loads(payload)
-            err.pop("pickle", None)
             raise RequestError(err.pop("code", "internal"), err.pop("message", ""),
                                output=output, **err)
         info = json.loads(payload)

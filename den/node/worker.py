@@ -62,7 +62,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.lock = threading.Lock()
-        self.rfile = sock.makefile("rb", buffering=1 << 18)
+        self.rfile: io.BufferedReader = sock.makefile("rb", buffering=1 << 18)  # type: ignore[assignment]
 
     def send(self, kind: int, cid: int, body: bytes | bytearray | memoryview = b"") -> None:
         header = p.IPC_HEADER.pack(kind, cid, 0, len(body))
@@ -103,7 +103,7 @@ class OutputRouter(io.TextIOBase):
     call is in flight) go to the worker's original stream, i.e. the daemon's log.
     """
 
-    def __init__(self, worker: Worker, kind: int, fallback: TextIO) -> None:
+    def __init__(self, worker: Worker, kind: int, fallback: TextIO | io.TextIOBase) -> None:
         super().__init__()
         self._worker = worker
         self._kind = kind
@@ -153,7 +153,7 @@ class OutputRouter(io.TextIOBase):
 class CallLogHandler(logging.Handler):
     """Sends log records emitted during a call to that call's caller."""
 
-    def __init__(self, worker: Worker, fallback: TextIO) -> None:
+    def __init__(self, worker: Worker, fallback: TextIO | io.TextIOBase) -> None:
         super().__init__()
         self._worker = worker
         self._fallback = fallback
@@ -363,7 +363,7 @@ class Worker:
                 ctypes.c_ulong(handle), ctypes.py_object(CallCancelled)
             )
 
-    def _run_sync(self, cid: int, fn: Callable[..., Any], body: bytes, enc: str) -> None:
+    def _run_sync(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray, enc: str) -> None:
         token = _current_call.set(cid)
         self.inflight[cid] = threading.get_ident()
         try:
@@ -394,12 +394,14 @@ class Worker:
             self.inflight.pop(cid, None)
             _current_call.reset(token)
 
-    def _start_async(self, cid: int, fn: Callable[..., Any], body: bytes, enc: str) -> None:
+    def _start_async(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray,
+                     enc: str) -> None:
         ctx = contextvars.copy_context()
         ctx.run(_current_call.set, cid)
         self.inflight[cid] = self.loop.create_task(self._run_async(cid, fn, body, enc), context=ctx)
 
-    async def _run_async(self, cid: int, fn: Callable[..., Any], body: bytes, enc: str) -> None:
+    async def _run_async(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray,
+                         enc: str) -> None:
         try:
             args, kwargs = _decode_args(body, enc)
             await self._emit_async(cid, fn(*args, **kwargs), enc)

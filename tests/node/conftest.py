@@ -36,7 +36,7 @@ class Daemon:
         self.log_path = workdir / f"daemon-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEN_NODE_")}
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "den.node", "--host", "127.0.0.1", "--port", str(self.port),
              "--workdir", str(workdir / "node"), "--log-level", "warning", *args],

@@ -1,0 +1,240 @@
+"""Den auth on the daemon, against a tiny fake den that answers /api/v1/auth/check."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import cloudpickle
+import httpx
+import pytest
+
+from den.node.caller import NodeClient
+from den.node.errors import DenUnavailable, NodeForbidden, NodeUnauthorized, ObjectNotFound
+
+from .conftest import Daemon, free_port
+
+CLUSTER = "/alice/cpu"
+
+
+class FakeDen:
+    """Answers auth checks from a table: token -> {address: best level}."""
+
+    def __init__(self) -> None:
+        self.grants: dict[str, dict[str, str]] = {
+            "den_alice": {CLUSTER: "write", "/alice/train": "write"},
+            "den_bob": {CLUSTER: "read", "/alice/train": "read"},
+            "den_carol": {"/alice/train": "read"},  # may call /alice/train only
+        }
+        self.checks: list[tuple[str, str, str]] = []
+        self.heartbeats: list[tuple[str, str, dict]] = []
+        den = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                token = self.headers.get("authorization", "").removeprefix("Bearer ")
+                den.checks.append((token, q.get("address", ""), q.get("level", "")))
+                grants = den.grants.get(token)
+                if grants is None:
+                    return self._reply(401, {"error": {"code": "unauthorized"}})
+                have = grants.get(q["address"])
+                if have is None:
+                    return self._reply(404, {"error": {"code": "not_found"}})
+                if q["level"] == "write" and have != "write":
+                    return self._reply(403, {"error": {"code": "forbidden"}})
+                return self._reply(200, {"username": token[4:], "level": have})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                den.heartbeats.append((self.path, self.headers.get("authorization", ""), body))
+                self._reply(404, {"error": {"code": "not_found"}})
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def den() -> Iterator[FakeDen]:
+    fake = FakeDen()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def authed(den: FakeDen, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = Daemon(tmp_path_factory.mktemp("authed"), "--den-url", den.url,
+               "--cluster-address", CLUSTER, "--cluster-token", "den_cluster_secret",
+               "--auth-cache-seconds", "1", "--heartbeat-seconds", "0.3")
+    yield d
+    d.stop()
+
+
+def client(d: Daemon, token: str | None) -> NodeClient:
+    return NodeClient(d.url, token=token, stream=None)
+
+
+def echo(x):
+    return x
+
+
+class Marker:
+    """Unpickling this creates a file: proof that something was unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_health_needs_no_token(authed: Daemon) -> None:
+    assert httpx.get(authed.url + "/health").json()["status"] == "ok"
+
+
+def test_levels_map_to_statuses(authed: Daemon) -> None:
+    with client(authed, "den_alice") as alice:
+        alice.put_function("echo", echo)
+        alice.put_function("train", echo, address="/alice/train")
+        assert alice.call("echo", args=(1,)) == 1
+    with client(authed, "den_bob") as bob:
+        assert bob.call("echo", args=(2,)) == 2  # read on the cluster is enough to call
+        with pytest.raises(NodeForbidden):
+            bob.put_function("mine", echo)  # writes need write on the cluster
+        with pytest.raises(NodeForbidden):
+            bob.put_code("0" * 64, b"")
+    with client(authed, "den_carol") as carol:
+        assert carol.call("train", args=(3,)) == 3  # checked against the object's address
+        with pytest.raises(ObjectNotFound):
+            carol.call("echo", args=(3,))  # not allowed on the cluster: looks missing
+        with pytest.raises(ObjectNotFound):
+            carol.list_objects()
+    with client(authed, "den_unknown") as stranger, pytest.raises(NodeUnauthorized):
+        stranger.call("echo", args=(4,))
+    with client(authed, None) as anonymous, pytest.raises(NodeUnauthorized):
+        anonymous.call("echo", args=(4,))
+
+
+def test_refused_requests_are_never_unpickled(authed: Daemon, tmp_path: Path) -> None:
+    with client(authed, "den_alice") as alice:
+        alice.put_function("echo", echo)
+    marker = tmp_path / "unpickled"
+    evil = cloudpickle.dumps(((Marker(str(marker)),), {}))
+    for token, status in (("den_unknown", 401), ("den_carol", 404), (None, 401)):
+        headers = {"content-type": "application/x-cloudpickle"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        resp = httpx.post(f"{authed.url}/objects/echo/call", content=evil, headers=headers)
+        assert resp.status_code == status
+    # A put carries pickles too (base64 in JSON); a reader may not put.
+    spec = {"kind": "function", "by_value": base64.b64encode(pickle.dumps(Marker(str(marker))))
+            .decode()}
+    resp = httpx.put(f"{authed.url}/objects/evil", json=spec,
+                     headers={"authorization": "Bearer den_bob"})
+    assert resp.status_code == 403
+    time.sleep(0.2)
+    assert not marker.exists()
+    # Control: the same bytes from an authorised caller do get unpickled (by the worker).
+    resp = httpx.post(f"{authed.url}/objects/echo/call", content=evil,
+                      headers={"content-type": "application/x-cloudpickle",
+                               "authorization": "Bearer den_alice"})
+    assert resp.status_code == 200
+    assert marker.exists()
+
+
+def test_answers_are_cached_and_revocation_takes_effect(authed: Daemon, den: FakeDen) -> None:
+    with client(authed, "den_alice") as alice:
+        alice.put_function("echo", echo)
+    den.grants["den_dave"] = {CLUSTER: "read"}
+    with client(authed, "den_dave") as dave:
+        before = len(den.checks)
+        for i in range(20):
+            assert dave.call("echo", args=(i,)) == i
+        asked = [c for c in den.checks[before:] if c[0] == "den_dave"]
+        assert len(asked) == 1  # one check, then the cache
+        del den.grants["den_dave"]  # revoked: den now answers 401
+        revoked_at = time.monotonic()
+        while True:
+            try:
+                dave.call("echo", args=(0,))
+            except NodeUnauthorized:
+                break
+            assert time.monotonic() - revoked_at < 3, "revocation did not take effect"
+            time.sleep(0.05)
+        assert time.monotonic() - revoked_at <= 1.5
+
+
+def test_heartbeats_use_the_cluster_token(authed: Daemon, den: FakeDen) -> None:
+    deadline = time.monotonic() + 5
+    while not den.heartbeats and time.monotonic() < deadline:
+        time.sleep(0.05)
+    path, auth, body = den.heartbeats[-1]
+    assert path == "/api/v1/resources/alice/cpu/-/cluster/heartbeat"
+    assert auth == "Bearer den_cluster_secret"
+    assert set(body) == {"last_activity", "calls_in_flight", "objects"}
+    # Den's 404 (no endpoint yet) is logged once, not on every beat.
+    assert authed.log().count("answered 404 to a heartbeat") <= 1
+
+
+def test_den_unreachable_is_503(tmp_path: Path) -> None:
+    gone = f"http://127.0.0.1:{free_port()}"
+    d = Daemon(tmp_path, "--den-url", gone, "--cluster-address", CLUSTER)
+    try:
+        with client(d, "den_alice") as alice, pytest.raises(DenUnavailable, match="could not reach den"):
+            alice.list_objects()
+        resp = httpx.get(d.url + "/objects", headers={"authorization": "Bearer den_x"})
+        assert resp.status_code == 503
+    finally:
+        d.stop()
+
+
+def test_autostop_when_idle_and_den_unreachable(tmp_path: Path) -> None:
+    gone = f"http://127.0.0.1:{free_port()}"
+    d = Daemon(tmp_path, "--den-url", gone, "--cluster-address", CLUSTER,
+               "--autostop-mins", "0.02")  # 1.2 s
+    try:
+        d.proc.wait(timeout=15)
+        assert "autostop" in d.log()
+    finally:
+        d.stop()
+
+
+def test_flags_may_come_from_env_vars(tmp_path: Path) -> None:
+    env_before = dict(os.environ)
+    os.environ["DEN_NODE_DEN_AUTH"] = "0"
+    try:
+        from den.node.config import parse_args
+
+        assert parse_args([]).den_auth is False
+        assert parse_args(["--port", "1234"]).port == 1234
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
