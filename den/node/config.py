@@ -28,6 +28,7 @@ class NodeConfig:
     max_body_mb: int = 4096
     max_code_mb: int = 512
     log_level: str = "info"
+    http_server: str = "den"
 
     def check(self) -> None:
         """Refuse settings that cannot work, with what to pass instead."""
@@ -73,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     ap.add_argument("--max-body-mb", type=int, default=int(_env("MAX_BODY_MB", "4096") or 4096))
     ap.add_argument("--max-code-mb", type=int, default=int(_env("MAX_CODE_MB", "512") or 512))
     ap.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    ap.add_argument("--http-server", choices=("den", "uvicorn"),
+                    default=_env("HTTP_SERVER", "den"),
+                    help="den's own HTTP/1.1 server (faster) or uvicorn")
     ns = ap.parse_args(argv)
     return NodeConfig(
         host=ns.host,
@@ -89,4 +93,5 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         max_body_mb=ns.max_body_mb,
         max_code_mb=ns.max_code_mb,
         log_level=ns.log_level,
+        http_server=ns.http_server,
     )

@@ -15,6 +15,7 @@ from den.node.app import NodeApp
 from den.node.auth import DenAuth
 from den.node.config import NodeConfig, parse_args
 from den.node.envs import EnvError, EnvSpec
+from den.node.httpserver import HttpServer
 from den.node.runtime import Runtime
 
 log = logging.getLogger("den.node")
@@ -119,13 +120,28 @@ def build_app(config: NodeConfig) -> tuple[NodeApp, Runtime]:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m den.node``: parse flags and serve until stopped."""
-    import uvicorn
-
     config = parse_args(argv)
     config.check()
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, _ = build_app(config)
+    if config.http_server == "uvicorn":
+        _serve_uvicorn(app, config)
+        return
+    server = HttpServer(app, config.host, config.port,
+                        max_body=max(config.max_body_mb, config.max_code_mb) << 20)
+    app.request_stop = server.request_stop
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(server.serve())
+    else:
+        uvloop.run(server.serve())
+
+
+def _serve_uvicorn(app: NodeApp, config: NodeConfig) -> None:
+    import uvicorn
+
     try:
         import uvloop  # noqa: F401
 
