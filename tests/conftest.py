@@ -12,23 +12,26 @@ from tests.factories import UserFactory, make_token
 
 
 @pytest.fixture(autouse=True)
-def _locmem_email(settings):
+def _test_settings(settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # Password hashing is deliberately slow; tests make many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+class TokenClient(APIClient):
+    """An API client; ``as_token(token)`` sets (or with None, clears) the bearer token."""
+
+    def as_token(self, token: str | None) -> TokenClient:
+        if token is None:
+            self.credentials()
+        else:
+            self.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return self
 
 
 @pytest.fixture
 def api():
-    """An API client with no credentials; ``api.as_token(token)`` sets a bearer token."""
-
-    class Client(APIClient):
-        def as_token(self, token: str | None) -> Client:
-            if token is None:
-                self.credentials()
-            else:
-                self.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-            return self
-
-    return Client()
+    return TokenClient()
 
 
 @pytest.fixture
@@ -42,8 +45,8 @@ def token(user):
 
 
 @pytest.fixture
-def alice_api(api, token):
-    return api.as_token(token)
+def alice_api(token):
+    return TokenClient().as_token(token)
 
 
 def pytest_report_header(config):

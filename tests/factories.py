@@ -29,6 +29,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 class ResourceFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Resource
+        skip_postgeneration_save = True
 
     owner = factory.SubFactory(UserFactory)
     name = factory.Sequence(lambda n: f"thing{n}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
@@ -20,7 +21,11 @@ class TokenScopePermission(BasePermission):
         if not (request.user and request.user.is_authenticated):
             # Public resources may be read anonymously when the server opts in;
             # the access layer decides per resource.
-            return safe and getattr(view, "allow_anonymous_read", False)
+            return (
+                safe
+                and getattr(view, "allow_anonymous_read", False)
+                and settings.DEN_ANONYMOUS_READ_PUBLIC
+            )
         token = request.auth
         if not safe and isinstance(token, ApiToken) and token.scope == TokenScope.READ:
             raise PermissionDenied("This token is read-only; create a write token to change things.")
