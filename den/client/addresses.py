@@ -14,8 +14,8 @@ from den.client.errors import InvalidAddress
 __all__ = ["is_url", "join_address", "parse_address", "split_address", "to_address"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
-# Usernames are Django usernames: letters, digits and @ . + - _
-_OWNER = re.compile(r"[A-Za-z0-9._@+-]+")
+# Usernames are address segments too (the server refuses others at sign-up).
+_OWNER = re.compile(r"[A-Za-z0-9._-]+")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Paths that point at a resource through the API rather than its page.
 _API_PREFIX = "/api/v1/resources/"

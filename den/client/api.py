@@ -40,7 +40,7 @@ __all__ = [
 
 
 def _path(address: str) -> str:
-    return "/resources" + quote(address, safe="/@+")
+    return "/resources" + quote(address, safe="/")
 
 
 def _next_path(next_url: str) -> tuple[str, dict[str, str]]:
@@ -198,16 +198,20 @@ def resource_put(
     config: dict[str, Any],
     *,
     description: str | None = None,
+    visibility: str | None = None,
     if_match: int | None = None,
 ) -> Op[dict[str, Any]]:
     """``PUT /resources/<address>``: create or replace the config (a new version).
 
-    With ``if_match`` the server refuses (412, :class:`den.Conflict`) when the
+    ``visibility`` applies only when the PUT creates the resource. With
+    ``if_match`` the server refuses (412, :class:`den.Conflict`) when the
     resource is no longer at that version.
     """
     body: dict[str, Any] = {"type": type, "config": config}
     if description is not None:
         body["description"] = description
+    if visibility is not None:
+        body["visibility"] = visibility
     headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
     reply = yield Call("PUT", _path(address), json=body, headers=headers)
     return _resource_from(reply)

@@ -41,8 +41,8 @@ class Settings:
         self.timeout = timeout
 
     def __repr__(self) -> str:
-        token = f"{self.token[:8]}..." if self.token else None
-        return f"Settings(url={self.url!r}, token={token!r}, username={self.username!r})"
+        token = "<set>" if self.token else None
+        return f"Settings(url={self.url!r}, token={token}, username={self.username!r})"
 
 
 def config_path() -> Path:

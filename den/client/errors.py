@@ -205,7 +205,7 @@ def error_from_response(
 
     cls: type[DenError]
     cls = ServerError if status >= 500 else _BY_STATUS.get(status, DenError)
-    if cls is BadRequest and (code in _VALIDATION_CODES or field):
+    if cls is BadRequest and (code in _VALIDATION_CODES or (code is None and field)):
         cls = ValidationError
     if message is None:
         message = _DEFAULT_MESSAGES.get(cls, f"The den server answered HTTP {status}.")

@@ -132,6 +132,7 @@ def class_signature(cls: type) -> dict[str, Any]:
     constructor = cls.__init__  # type: ignore[misc]
     if constructor is not object.__init__:
         init = function_signature(constructor, skip_first=True)
+        init.pop("return_annotation", None)  # always None; the call returns an instance
     return {
         "name": cls.__name__,
         "doc": inspect.getdoc(cls),
@@ -141,7 +142,7 @@ def class_signature(cls: type) -> dict[str, Any]:
 
 
 class _Repr:
-    """A default value that could not be stored as JSON, shown by its repr."""
+    """Stands for an annotation, or a default that was not JSON, by its source text."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -149,12 +150,22 @@ class _Repr:
     def __repr__(self) -> str:
         return self.text
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Repr) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
+def _annotation_from(data: dict[str, Any], key: str, empty: Any) -> Any:
+    return _Repr(str(data[key])) if data.get(key) is not None else empty
+
 
 def signature_from_json(data: dict[str, Any] | None) -> inspect.Signature:
     """Rebuild an :class:`inspect.Signature` from :func:`function_signature`'s JSON.
 
-    Annotations come back as strings; defaults that were not JSON come back as
-    placeholders whose repr is the original's.
+    Annotations, and defaults that were not JSON, come back as placeholders
+    whose repr is their source text, so the signature prints as it was written.
     """
     if not data:
         return inspect.Signature(
@@ -176,10 +187,10 @@ def signature_from_json(data: dict[str, Any] | None) -> inspect.Signature:
                 entry["name"],
                 kind,
                 default=default,
-                annotation=entry.get("annotation", inspect.Parameter.empty),
+                annotation=_annotation_from(entry, "annotation", inspect.Parameter.empty),
             )
         )
     return inspect.Signature(
         parameters,
-        return_annotation=data.get("return_annotation", inspect.Signature.empty),
+        return_annotation=_annotation_from(data, "return_annotation", inspect.Signature.empty),
     )

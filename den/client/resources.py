@@ -235,6 +235,7 @@ class Resource:
             self.TYPE,
             config,
             description=self.description,
+            visibility=self.visibility,
             if_match=None if force else self.version,
         )
         if self.visibility is not None and data.get("visibility") != self.visibility:
@@ -445,17 +446,14 @@ class Env(Resource):
         self.python = python
 
     def _config_fields(self) -> dict[str, Any]:
-        return {
-            **self.data,
-            **_prune(
-                {
-                    "reqs": list(self.reqs),
-                    "env_vars": dict(self.env_vars),
-                    "setup_cmds": list(self.setup_cmds),
-                    "python": self.python,
-                }
-            ),
+        fields = {
+            "reqs": list(self.reqs),
+            "env_vars": dict(self.env_vars),
+            "setup_cmds": list(self.setup_cmds),
+            "python": self.python,
         }
+        # Empty lists mean the same as absent ones; leave them out.
+        return {**self.data, **{key: value for key, value in fields.items() if value}}
 
     def _set_fields(self, config: dict[str, Any]) -> None:
         self.reqs = list(config.pop("reqs", None) or [])
