@@ -33,6 +33,7 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _FRAMES_CT = p.FRAMES.encode()
 _NDJSON_CT = p.NDJSON.encode()
 _CLOUDPICKLE_CT = p.CLOUDPICKLE.encode()
+_OOB_CT = p.OOB_PICKLE.encode()
 _MB = 1 << 20
 
 
@@ -197,7 +198,12 @@ class NodeApp:
                     timeout = float(value) or None
                 except ValueError:
                     raise HttpError(400, "bad_request", "x-den-timeout must be seconds") from None
-        enc = "pickle" if ctype.startswith(_CLOUDPICKLE_CT) else "json"
+        if ctype.startswith(_OOB_CT):
+            enc = "oob"
+        elif ctype.startswith(_CLOUDPICKLE_CT):
+            enc = "pickle"
+        else:
+            enc = "json"
         body = await read_body(receive, self.config.max_body_mb * _MB)
         env = rt.envs.get(rec.env)
         if env is None:
@@ -220,7 +226,7 @@ class NodeApp:
             timer = asyncio.get_running_loop().call_later(
                 timeout, _time_out, env, cid, inbox, timeout)
         try:
-            if enc == "pickle":
+            if enc != "json":
                 await _respond_frames(send, inbox)
             elif _NDJSON_CT in accept:
                 await _respond_ndjson(send, inbox)

@@ -48,7 +48,7 @@ __all__ = [
 
 #: ``callback(stream, text)``: stream is "stdout", "stderr" or "log".
 OutputCallback = Callable[[str, str], None]
-Frame = tuple[int, bytes | memoryview]
+Frame = tuple[int, bytes | bytearray | memoryview]
 EnvLike = str | Mapping[str, Any] | None
 
 _HEADER = p.HTTP_HEADER
@@ -140,14 +140,14 @@ class FrameReader:
             if end - pos - _HSIZE < n:
                 break
             start = pos + _HSIZE
-            frames.append((kind, bytes(buf[start:start + n])))
+            frames.append((kind, buf[start:start + n]))  # a copy, and writable
             pos = start + n
         if pos:
             del buf[:pos]
         return frames
 
 
-def _frames_of(data: bytes | bytearray) -> Iterator[Frame]:
+def _frames_of(data: bytes | bytearray | memoryview) -> Iterator[Frame]:
     """Frames of a complete body, as zero-copy views."""
     view = memoryview(data)
     pos = 0
@@ -158,7 +158,7 @@ def _frames_of(data: bytes | bytearray) -> Iterator[Frame]:
         pos = start + n
 
 
-def _raise_error(payload: bytes | memoryview) -> None:
+def _raise_error(payload: bytes | bytearray | memoryview) -> None:
     raise error_from_payload(json.loads(bytes(payload)))
 
 
@@ -171,9 +171,24 @@ def _response_error(resp: httpx.Response) -> BaseException:
     return error_from_payload(err, resp.status_code)
 
 
-def _call_headers(timeout: float | None, body: bytes) -> dict[str, str]:
-    headers = {"content-type": p.CLOUDPICKLE, "accept": p.FRAMES,
-               "content-length": str(len(body))}
+def _dumps_call(args: Sequence[Any], kwargs: Mapping[str, Any] | None
+                ) -> tuple[list[bytes | memoryview], int]:
+    """Pickle call arguments with out-of-band buffers: arrays are not copied."""
+    buffers: list[pickle.PickleBuffer] = []
+    pickled = cloudpickle.dumps((tuple(args), dict(kwargs or {})), protocol=5,
+                                buffer_callback=buffers.append)
+    parts = p.pack_oob(pickled, [b.raw() for b in buffers])
+    return parts, sum(len(x) if isinstance(x, bytes) else x.nbytes for x in parts)
+
+
+def _loads(payload: bytes | bytearray | memoryview) -> Any:
+    pickled, buffers = p.unpack_oob(payload)
+    return pickle.loads(pickled, buffers=buffers)  # noqa: S301 - our daemon's answer
+
+
+def _call_headers(timeout: float | None, size: int) -> dict[str, str]:
+    headers = {"content-type": p.OOB_PICKLE, "accept": p.FRAMES,
+               "content-length": str(size)}
     if timeout:
         headers[p.TIMEOUT_HEADER] = repr(float(timeout))
     return headers
@@ -182,41 +197,53 @@ def _call_headers(timeout: float | None, body: bytes) -> dict[str, str]:
 _BIG = 1 << 20
 
 
-def _content(body: bytes) -> bytes | Iterator[bytes]:
+def _content(parts: list[bytes | memoryview], size: int) -> bytes | Iterator[bytes]:
     """A request body as httpx should send it.
 
     httpx's sync transport re-slices (copies) the rest of a bytes body after every
-    partial socket send, which takes ~1 s for 100 MB; 1 MB views avoid that. The
-    caller sets Content-Length so the body is not sent chunked.
+    partial socket send, which takes ~1 s for 100 MB; views of at most 1 MB avoid
+    that, and sending the parts one by one avoids joining them. The caller sets
+    Content-Length so the body is not sent chunked.
     """
-    if len(body) < _BIG:
-        return body
-    view = memoryview(body)
+    if size < _BIG:
+        return b"".join(parts)
+
+    def views() -> Iterator[memoryview]:
+        for part in parts:
+            view = memoryview(part).cast("B")
+            for i in range(0, len(view), _BIG):
+                yield view[i:i + _BIG]
+
     # memoryviews are bytes-like, which is all httpx needs of them.
-    return cast(Iterator[bytes], (view[i:i + _BIG] for i in range(0, len(view), _BIG)))
+    return cast(Iterator[bytes], views())
 
 
-def _read_sized(chunks: Iterator[bytes], length: int) -> bytearray:
+# The 9-byte frame header starts 7 bytes into the buffer, so that the payload (and
+# the arrays rebuilt on it) are 16-byte aligned.
+_SKEW = 16 - _HSIZE
+
+
+def _read_sized(chunks: Iterator[bytes], length: int) -> memoryview:
     """Read a sized body into one buffer (httpx's read() is several times slower)."""
-    data = bytearray(length)
-    pos = 0
+    data = bytearray(length + _SKEW)
+    pos = _SKEW
     for chunk in chunks:
         data[pos:pos + len(chunk)] = chunk
         pos += len(chunk)
-    if pos != length:
-        raise NodeError(f"the node's answer was cut short ({pos} of {length} bytes)")
-    return data
+    if pos != length + _SKEW:
+        raise NodeError(f"the node's answer was cut short ({pos - _SKEW} of {length} bytes)")
+    return memoryview(data)[_SKEW:]
 
 
-async def _aread_sized(chunks: AsyncIterator[bytes], length: int) -> bytearray:
-    data = bytearray(length)
-    pos = 0
+async def _aread_sized(chunks: AsyncIterator[bytes], length: int) -> memoryview:
+    data = bytearray(length + _SKEW)
+    pos = _SKEW
     async for chunk in chunks:
         data[pos:pos + len(chunk)] = chunk
         pos += len(chunk)
-    if pos != length:
-        raise NodeError(f"the node's answer was cut short ({pos} of {length} bytes)")
-    return data
+    if pos != length + _SKEW:
+        raise NodeError(f"the node's answer was cut short ({pos - _SKEW} of {length} bytes)")
+    return memoryview(data)[_SKEW:]
 
 
 def _http_timeout(timeout: float | None) -> httpx.Timeout:
@@ -225,7 +252,8 @@ def _http_timeout(timeout: float | None) -> httpx.Timeout:
                          write=None, pool=None)
 
 
-def _handle_frame(kind: int, payload: bytes | memoryview, stream: OutputCallback | None) -> None:
+def _handle_frame(kind: int, payload: bytes | bytearray | memoryview,
+                  stream: OutputCallback | None) -> None:
     name = p.OUTPUT_KINDS.get(kind)
     if name is not None:
         if stream is not None:
@@ -305,7 +333,7 @@ class NodeClient:
 
     def put_code(self, sha: str, data: bytes) -> bool:
         """Upload a bundle; True if the node did not have it yet."""
-        resp = self._request("PUT", f"/code/{sha}", content=_content(data),
+        resp = self._request("PUT", f"/code/{sha}", content=_content([data], len(data)),
                              headers={"content-type": "application/gzip",
                                       "content-length": str(len(data))})
         return bool(resp.json().get("created"))
@@ -363,10 +391,10 @@ class NodeClient:
         printing it; None or False: drop it). ``timeout`` is enforced by the daemon.
         """
         cb = self.stream if stream is True else (stream or None)
-        body = cloudpickle.dumps((tuple(args), dict(kwargs or {})), protocol=5)
+        parts, size = _dumps_call(args, kwargs)
         request = self._http.build_request(
-            "POST", f"/objects/{name}/{method or 'call'}", content=_content(body),
-            headers=_call_headers(timeout, body), timeout=_http_timeout(timeout),
+            "POST", f"/objects/{name}/{method or 'call'}", content=_content(parts, size),
+            headers=_call_headers(timeout, size), timeout=_http_timeout(timeout),
         )
         resp = self._send(request, stream=True)
         handed_over = False
@@ -379,7 +407,7 @@ class NodeClient:
                 # The result came first: one frame, read whole.
                 for kind, payload in _frames_of(_read_sized(resp.iter_raw(), int(length))):
                     if kind == p.RESULT:
-                        return pickle.loads(payload)  # noqa: S301 - our daemon's answer
+                        return _loads(payload)
                     _handle_frame(kind, payload, cb)
                 raise NodeError("the node's answer held no result")
             chunks = resp.iter_raw()
@@ -394,7 +422,7 @@ class NodeClient:
                     continue
                 kind, payload = frames.popleft()
                 if kind == p.RESULT:
-                    return pickle.loads(payload)  # noqa: S301
+                    return _loads(payload)
                 if kind == p.GENERATOR:
                     handed_over = True
                     return self._iterate(resp, chunks, reader, frames, cb)
@@ -418,7 +446,7 @@ class NodeClient:
                     continue
                 kind, payload = frames.popleft()
                 if kind == p.YIELD:
-                    yield pickle.loads(payload)  # noqa: S301
+                    yield _loads(payload)
                 elif kind == p.RESULT:
                     return
                 else:
@@ -490,10 +518,10 @@ class AsyncNodeClient:
                    timeout: float | None = None) -> Any:
         """Like NodeClient.call; a remote generator comes back as an async iterator."""
         cb = self.stream if stream is True else (stream or None)
-        body = cloudpickle.dumps((tuple(args), dict(kwargs or {})), protocol=5)
+        parts, size = _dumps_call(args, kwargs)
         request = self._http.build_request(
-            "POST", f"/objects/{name}/{method or 'call'}", content=body,
-            headers=_call_headers(timeout, body), timeout=_http_timeout(timeout),
+            "POST", f"/objects/{name}/{method or 'call'}", content=b"".join(parts),
+            headers=_call_headers(timeout, size), timeout=_http_timeout(timeout),
         )
         resp = await self._send(request, stream=True)
         handed_over = False
@@ -506,7 +534,7 @@ class AsyncNodeClient:
                 for kind, payload in _frames_of(await _aread_sized(resp.aiter_raw(),
                                                                     int(length))):
                     if kind == p.RESULT:
-                        return pickle.loads(payload)  # noqa: S301
+                        return _loads(payload)
                     _handle_frame(kind, payload, cb)
                 raise NodeError("the node's answer held no result")
             chunks = resp.aiter_raw()
@@ -521,7 +549,7 @@ class AsyncNodeClient:
                     continue
                 kind, payload = frames.popleft()
                 if kind == p.RESULT:
-                    return pickle.loads(payload)  # noqa: S301
+                    return _loads(payload)
                 if kind == p.GENERATOR:
                     handed_over = True
                     return self._iterate(resp, chunks, reader, frames, cb)
@@ -543,7 +571,7 @@ class AsyncNodeClient:
                     continue
                 kind, payload = frames.popleft()
                 if kind == p.YIELD:
-                    yield pickle.loads(payload)  # noqa: S301
+                    yield _loads(payload)
                 elif kind == p.RESULT:
                     return
                 else:

@@ -35,6 +35,9 @@ from typing import Any
 
 #: Content type of pickled call arguments and results.
 CLOUDPICKLE = "application/x-cloudpickle"
+#: Pickle protocol 5 with out-of-band buffers (see :func:`pack_oob`): what the caller
+#: library sends, so large arrays cross without being copied into a pickle.
+OOB_PICKLE = "application/x-den-pickle"
 #: Content type of the framed call response stream.
 FRAMES = "application/x-den-frames"
 #: Content type of a newline-delimited JSON call response stream (curl users).
@@ -80,6 +83,47 @@ ERROR_STATUS = {
     "den_unavailable": 503,
     "timeout": 504,
 }
+
+
+_OOB_ALIGN = 64
+
+
+def pack_oob(pickled: bytes, buffers: list[memoryview]) -> list[bytes | memoryview]:
+    """Lay out a protocol-5 pickle and its out-of-band buffers as one payload.
+
+    Layout: ``!I`` buffer count n, ``!Q`` x (n + 1) lengths (the pickle's, then each
+    buffer's), the pickle, then each buffer at a 64-byte aligned offset (so arrays
+    rebuilt on the receiving buffer are aligned). The buffers are not copied: the
+    parts are written to the socket one after another.
+    """
+    n = len(buffers)
+    lengths = [len(pickled), *(b.nbytes for b in buffers)]
+    parts: list[bytes | memoryview] = [struct.pack(f"!I{n + 1}Q", n, *lengths), pickled]
+    pos = 4 + 8 * (n + 1) + len(pickled)
+    for buf in buffers:
+        pad = -pos % _OOB_ALIGN
+        if pad:
+            parts.append(bytes(pad))
+            pos += pad
+        parts.append(buf)
+        pos += buf.nbytes
+    return parts
+
+
+def unpack_oob(data: bytes | bytearray | memoryview) -> tuple[memoryview, list[memoryview]]:
+    """Split a :func:`pack_oob` payload into the pickle and views of its buffers."""
+    view = memoryview(data)
+    (n,) = struct.unpack_from("!I", view, 0)
+    lengths = struct.unpack_from(f"!{n + 1}Q", view, 4)
+    pos = 4 + 8 * (n + 1)
+    pickled = view[pos:pos + lengths[0]]
+    pos += lengths[0]
+    buffers = []
+    for length in lengths[1:]:
+        pos += -pos % _OOB_ALIGN
+        buffers.append(view[pos:pos + length])
+        pos += length
+    return pickled, buffers
 
 
 def http_frame_header(kind: int, length: int) -> bytes:

@@ -5,9 +5,11 @@ The daemon starts one worker per env (``python -c <boot> <fd>``, see
 framing of :mod:`den.node.protocol`. The worker is the only process that unpickles
 what callers send: the daemon passes argument bytes through untouched.
 
-Threads: a reader thread receives frames; sync calls run in a thread pool; async
-calls run on the asyncio loop in the main thread. Every thread may write frames, so
-writes go through one lock. stdout, stderr and ``logging`` are routed to the call
+Threads: a leader/follower pool. One thread at a time (the leader) waits for the
+next frame; having read one, it hands leadership to an idle thread (starting one if
+none is idle, up to ``DEN_NODE_WORKER_THREADS``) and runs the call itself, so a call
+starts without a thread handoff. Async calls run on the asyncio loop in the main
+thread. Every thread may write frames, so writes go through one lock. stdout, stderr and ``logging`` are routed to the call
 that produced them (a context variable names it) and sent as frames as soon as a
 line is complete, which is what makes output stream back while a call runs.
 """
@@ -30,7 +32,6 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 import cloudpickle
@@ -72,6 +73,18 @@ class Channel:
             else:
                 self.sock.sendall(header)
                 self.sock.sendall(body)
+
+    def send_parts(self, kind: int, cid: int, parts: list[bytes | memoryview]) -> None:
+        """Send one frame whose body is several buffers, without joining big ones."""
+        size = sum(len(part) if isinstance(part, bytes) else part.nbytes for part in parts)
+        if size < 1 << 16:
+            self.send(kind, cid, b"".join(parts))
+            return
+        header = p.IPC_HEADER.pack(kind, cid, 0, size)
+        with self.lock:
+            self.sock.sendall(header)
+            for part in parts:
+                self.sock.sendall(part)
 
     def _read_exact(self, n: int) -> bytes | bytearray:
         if n < 1 << 16:
@@ -193,8 +206,11 @@ class Worker:
         self.objects: dict[str, Obj] = {}
         self.inflight: dict[int, int | asyncio.Task[None] | None] = {}
         self.code_dirs: list[str] = []
-        threads = int(os.environ.get("DEN_NODE_WORKER_THREADS", "64"))
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="den-call")
+        self.max_threads = max(2, int(os.environ.get("DEN_NODE_WORKER_THREADS", "64")))
+        self._leader = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
         self.loop = _new_loop()
         self.stdout = OutputRouter(self, p.STDOUT, sys.__stdout__ or sys.stdout)
         self.stderr = OutputRouter(self, p.STDERR, sys.__stderr__ or sys.stderr)
@@ -225,29 +241,48 @@ class Worker:
         if root.level == logging.NOTSET or root.level > logging.INFO:
             root.setLevel(logging.INFO)
         asyncio.set_event_loop(self.loop)
-        reader = threading.Thread(target=self._read_loop, name="den-reader", daemon=True)
-        reader.start()
+        self._spawn()
+        self._spawn()
         self.channel.send(p.HELLO, 0, json.dumps({"pid": os.getpid()}).encode())
         self.loop.run_forever()
 
-    def _read_loop(self) -> None:
-        try:
-            while True:
-                kind, cid, meta, body = self.channel.recv()
-                if kind == p.CALL:
-                    self._on_call(cid, meta, body)
-                elif kind == p.PUT:
-                    self.pool.submit(self._on_put, cid, meta, body)
-                elif kind == p.DELETE:
-                    name = json.loads(meta)["name"]
-                    self.objects.pop(name, None)
-                    self.channel.send(p.RESULT, cid, b"{}")
-                elif kind == p.CANCEL:
-                    self._on_cancel(cid)
-        except (EOFError, OSError):
-            pass
-        # The daemon went away: nothing left to serve.
-        os._exit(0)
+    def _spawn(self) -> None:
+        with self._count_lock:
+            if self._threads >= self.max_threads:
+                return
+            self._threads += 1
+        threading.Thread(target=self._serve_thread, name="den-call", daemon=True).start()
+
+    def _serve_thread(self) -> None:
+        """Lead (read one frame), pass the lead on, handle the frame; repeat."""
+        while True:
+            with self._count_lock:
+                self._idle += 1
+            with self._leader:
+                with self._count_lock:
+                    self._idle -= 1
+                    starved = self._idle == 0
+                try:
+                    kind, cid, meta, body = self.channel.recv()
+                except (EOFError, OSError):
+                    os._exit(0)  # the daemon went away: nothing left to serve
+            if starved:
+                self._spawn()
+            try:
+                self._handle(kind, cid, meta, body)
+            except Exception:
+                traceback.print_exc(file=sys.__stderr__)
+
+    def _handle(self, kind: int, cid: int, meta: bytes, body: bytes | bytearray) -> None:
+        if kind == p.CALL:
+            self._on_call(cid, meta, body)
+        elif kind == p.PUT:
+            self._on_put(cid, meta, body)
+        elif kind == p.DELETE:
+            self.objects.pop(json.loads(meta)["name"], None)
+            self.channel.send(p.RESULT, cid, b"{}")
+        elif kind == p.CANCEL:
+            self._on_cancel(cid)
 
     # -- objects ----------------------------------------------------------------
     def _use_code_dir(self, code_dir: str) -> None:
@@ -351,7 +386,7 @@ class Worker:
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
             self.loop.call_soon_threadsafe(self._start_async, cid, fn, body, enc)
         else:
-            self.pool.submit(self._run_sync, cid, fn, body, enc)
+            self._run_sync(cid, fn, body, enc)
 
     def _on_cancel(self, cid: int) -> None:
         handle = self.inflight.get(cid)
@@ -378,13 +413,13 @@ class Worker:
                 self.channel.send(p.GENERATOR, cid)
                 for item in result:
                     self._flush_output(cid)
-                    self.channel.send(p.YIELD, cid, _encode(item, enc))
+                    self.channel.send_parts(p.YIELD, cid, _encode(item, enc))
                 self._flush_output(cid)
                 self.channel.send(p.RESULT, cid)
             else:
                 payload = _encode(result, enc)
                 self._flush_output(cid)
-                self.channel.send(p.RESULT, cid, payload)
+                self.channel.send_parts(p.RESULT, cid, payload)
         except CallCancelled:
             pass
         except BaseException as exc:
@@ -422,20 +457,20 @@ class Worker:
             self.channel.send(p.GENERATOR, cid)
             async for item in result:
                 self._flush_output(cid)
-                self.channel.send(p.YIELD, cid, _encode(item, enc))
+                self.channel.send_parts(p.YIELD, cid, _encode(item, enc))
             self._flush_output(cid)
             self.channel.send(p.RESULT, cid)
         elif inspect.isgenerator(result):
             self.channel.send(p.GENERATOR, cid)
             for item in result:
                 self._flush_output(cid)
-                self.channel.send(p.YIELD, cid, _encode(item, enc))
+                self.channel.send_parts(p.YIELD, cid, _encode(item, enc))
             self._flush_output(cid)
             self.channel.send(p.RESULT, cid)
         else:
             payload = _encode(result, enc)
             self._flush_output(cid)
-            self.channel.send(p.RESULT, cid, payload)
+            self.channel.send_parts(p.RESULT, cid, payload)
 
     def _error_payload(self, exc: BaseException) -> bytes:
         """An ``X`` payload for an exception raised by user code (or while loading it)."""
@@ -474,7 +509,13 @@ def _decode_args(body: bytes | bytearray, enc: str) -> tuple[tuple[Any, ...], di
             if not isinstance(data, dict):
                 raise BadCall('a JSON call body is {"args": [...], "kwargs": {...}}')
             return tuple(data.get("args") or ()), dict(data.get("kwargs") or {})
-        args, kwargs = pickle.loads(body)  # noqa: S301 - the daemon checked the caller
+        if enc == "oob":
+            if isinstance(body, bytes):
+                body = bytearray(body)  # arrays rebuilt on it must be writable
+            pickled, buffers = p.unpack_oob(body)
+            args, kwargs = pickle.loads(pickled, buffers=buffers)  # noqa: S301
+        else:
+            args, kwargs = pickle.loads(body)  # noqa: S301 - the daemon checked the caller
     except BadCall:
         raise
     except Exception as exc:
@@ -494,15 +535,24 @@ def _json_default(value: Any) -> Any:
     )
 
 
-def _encode(value: Any, enc: str) -> bytes:
+def _encode(value: Any, enc: str) -> list[bytes | memoryview]:
+    """A result (or yielded item) as the parts of a frame body."""
     if enc == "json":
-        return json.dumps(value, default=_json_default).encode()
+        return [json.dumps(value, default=_json_default).encode()]
+    if enc == "oob":
+        buffers: list[pickle.PickleBuffer] = []
+        try:
+            pickled = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        except Exception:
+            buffers.clear()
+            pickled = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        return p.pack_oob(pickled, [b.raw() for b in buffers])
     try:
         # The C pickler is several times faster and either pickles a global by a
         # reference that resolves here or fails; cloudpickle handles the rest.
-        return pickle.dumps(value, protocol=5)
+        return [pickle.dumps(value, protocol=5)]
     except Exception:
-        return cloudpickle.dumps(value, protocol=5)
+        return [cloudpickle.dumps(value, protocol=5)]
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
