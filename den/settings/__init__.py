@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -119,7 +120,7 @@ TEMPLATES = [
 ]
 
 
-def _database() -> dict:
+def _database() -> dict[str, Any]:
     url = env("DATABASE_URL")
     if url:
         import dj_database_url
@@ -127,7 +128,7 @@ def _database() -> dict:
         # Persistent connections: a new PostgreSQL connection per request would
         # cost more than the request itself.
         config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
-        return config
+        return dict(config)
     DEN_HOME.mkdir(parents=True, exist_ok=True)
     return {
         "ENGINE": "django.db.backends.sqlite3",

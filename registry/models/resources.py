@@ -63,6 +63,9 @@ class Resource(models.Model):
 
     objects = ResourceQuerySet.as_manager()
 
+    #: The caller's effective level, set by ``registry.access.access_resource``.
+    access_level: int | None = None
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["owner", "name"], name="resource_owner_name_unique"),

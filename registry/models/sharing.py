@@ -63,6 +63,9 @@ class Invitation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
 
+    #: The link's token, set only on the object that created it, right then.
+    plain_token: str = ""
+
     class Meta:
         indexes = [models.Index(Lower("email"), name="invitation_email_ci")]
 

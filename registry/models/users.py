@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.contrib.auth.models import AbstractUser, UserManager
+from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
@@ -47,8 +47,6 @@ class User(AbstractUser):
         help_text="Letters, digits, '.', '_' and '-'. Also the first segment of your addresses.",
         error_messages={"unique": "A user with that username already exists."},
     )
-
-    objects = UserManager()
 
     class Meta:
         constraints = [
