@@ -161,6 +161,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env("DEN_STATIC_ROOT", str(DEN_HOME / "static"))
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+# Serve app static files straight from the apps too, so a den started without
+# collectstatic (tests, development) still has its stylesheet and scripts.
+WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login"
