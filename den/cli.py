@@ -125,14 +125,14 @@ class Output:
             print("(none)", file=self.stdout)
             return
         cells = [[header for header, _ in columns]]
-        cells += [[_cell(row.get(key), key) for _, key in columns] for row in rows]
+        cells += [[_cell(row.get(key), key, 50) for _, key in columns] for row in rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
         for row in cells:
             text = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
             print(text.rstrip(), file=self.stdout)
 
 
-def _cell(value: Any, key: str) -> str:
+def _cell(value: Any, key: str, limit: int | None = None) -> str:
     if value is None or value == "":
         return "-"
     if isinstance(value, bool):
@@ -141,7 +141,8 @@ def _cell(value: Any, key: str) -> str:
         return value[:16].replace("T", " ")
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
-    return str(value)
+    text = " ".join(str(value).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- commands -------------------------------------------------------------------------
@@ -232,9 +233,9 @@ _LIST_COLUMNS = [
     ("ADDRESS", "address"),
     ("TYPE", "type"),
     ("VISIBILITY", "visibility"),
-    ("ACCESS", "access_level"),
     ("VERSION", "version"),
     ("UPDATED", "updated_at"),
+    ("DESCRIPTION", "description"),
 ]
 
 
