@@ -9,10 +9,19 @@ Start it::
     python -m den.node --host 127.0.0.1 --port 32300 --den-url URL \\
         --cluster-token TOKEN --cluster-address /alice/cpu [--no-den-auth] \\
         [--auth-cache-seconds 10] [--workdir DIR] [--autostop-mins M] \\
-        [--heartbeat-seconds 30] [--call-timeout S]
+        [--heartbeat-seconds 30] [--call-timeout S] [--http-server den|uvicorn]
 
 Every flag also reads ``DEN_NODE_<FLAG>`` (e.g. ``DEN_NODE_DEN_URL``,
 ``DEN_NODE_DEN_AUTH=0``). Workers never see ``DEN_NODE_*`` variables.
+
+Modules: :mod:`~den.node.app` (the ASGI app), :mod:`~den.node.httpserver` (the
+HTTP/1.1 server it runs on by default; uvicorn is the alternative),
+:mod:`~den.node.runtime` (objects, envs, code bundles), :mod:`~den.node.envs` (env
+worker processes and the IPC to them), :mod:`~den.node.worker` (the worker side),
+:mod:`~den.node.auth` (den token checks), :mod:`~den.node.server` (start-up,
+heartbeats, autostop), :mod:`~den.node.protocol` (wire formats),
+:mod:`~den.node.caller` and :mod:`~den.node.bundle` (the caller side) and
+:mod:`~den.node.errors` (what callers catch).
 
 HTTP API
 ========
@@ -46,8 +55,12 @@ needs ``write`` on the cluster's address; listings need ``read`` on it.
 
 ``POST /objects/<name>/call`` (a function) and ``POST /objects/<name>/<method>``
     (a module's method; ``call`` on a module means ``__call__``).
-    Body ``application/x-cloudpickle``: ``cloudpickle.dumps((args, kwargs))``;
-    answer ``application/x-den-frames`` (below). Any other body is JSON
+    Body ``application/x-cloudpickle``: ``cloudpickle.dumps((args, kwargs))``, or
+    ``application/x-den-pickle``: the same pickled with protocol 5 and out-of-band
+    buffers, laid out by :func:`den.node.protocol.pack_oob` (what the caller library
+    sends: arrays travel without being copied into the pickle); results come back in
+    the request's pickle format, as ``application/x-den-frames`` (below). Any other
+    body is JSON
     (``{"args": [...], "kwargs": {...}}`` or a bare list of args), answered with
     ``{"result": ..., "output": [{"stream", "text"}]}`` or, with
     ``Accept: application/x-ndjson``, a stream of JSON lines (``{"stream",

@@ -153,6 +153,8 @@ class NodeApp:
             else:
                 raise HttpError(404, "not_found", "no such route")
         elif head == "health" and n == 1:
+            if method not in ("GET", "HEAD"):
+                raise HttpError(405, "method_not_allowed", f"{method} is not allowed here")
             await send_json(send, 200, self._health)
         elif head == "code" and n == 2:
             await self._code(scope, receive, send, parts[1])

@@ -238,3 +238,19 @@ def test_flags_may_come_from_env_vars(tmp_path: Path) -> None:
     finally:
         os.environ.clear()
         os.environ.update(env_before)
+
+
+def test_refused_before_the_body_is_read(authed: Daemon) -> None:
+    """A stranger's 50 MB upload is answered without the daemon reading the body."""
+    import socket
+
+    with client(authed, "den_alice") as alice:
+        alice.put_function("echo", echo)
+    s = socket.create_connection(("127.0.0.1", authed.port), timeout=10)
+    s.sendall(b"POST /objects/echo/call HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer den_unknown\r\n"
+              b"Content-Type: application/x-den-pickle\r\nContent-Length: 52428800\r\n\r\n")
+    answer = s.recv(65536)  # no body sent at all
+    assert answer.startswith(b"HTTP/1.1 401")
+    assert b"connection: close" in answer.lower()
+    s.close()
