@@ -8,6 +8,8 @@ nothing else filters resources by user. The rules (DESIGN.md, "Access"):
 - private: owner and grantees; unlisted: also any signed-in user who has the
   address, but never listed; public: listed for signed-in users, and readable
   anonymously only when ``DEN_ANONYMOUS_READ_PUBLIC`` is on;
+- a cluster's own token (``ApiToken.cluster``, minted by compute for its node
+  daemon) reaches only that cluster, at read level, and lists nothing;
 - a caller who may not read gets NotFound, exactly as for a missing resource;
   one who may read but not act at the level needed gets PermissionDenied.
 """
@@ -43,9 +45,16 @@ class Caller:
 
     @property
     def max_level(self) -> AccessLevel:
-        if self.token is not None and self.token.scope == TokenScope.READ:
+        if self.token is not None and (
+            self.token.scope == TokenScope.READ or self.token.cluster_id is not None
+        ):
             return READ
         return OWNER
+
+    @property
+    def cluster_id(self) -> int | None:
+        """The cluster a cluster's own token is bound to; it sees nothing else."""
+        return self.token.cluster_id if self.token is not None else None
 
     @classmethod
     def from_request(cls, request: Any) -> Caller:
@@ -67,6 +76,8 @@ def restrict_resources(queryset: QuerySet, caller: Caller, level: int) -> Any:
         return queryset.none()
     if level > caller.max_level:
         return queryset.none()
+    if caller.cluster_id is not None:
+        queryset = queryset.filter(id=caller.cluster_id)
     user = caller.user
     if level <= READ:
         return queryset.filter(
@@ -85,6 +96,8 @@ def restrict_listable(queryset: QuerySet, caller: Caller) -> Any:
     if not caller.is_authenticated:
         if settings.DEN_ANONYMOUS_READ_PUBLIC:
             return queryset.filter(visibility=Visibility.PUBLIC)
+        return queryset.none()
+    if caller.cluster_id is not None:
         return queryset.none()
     user = caller.user
     return queryset.filter(
@@ -153,4 +166,5 @@ def may_create_in_namespace(caller: Caller, owner: str) -> bool:
     """Only a user (with a write-capable credential) creates in their own namespace."""
     return (
         caller.is_authenticated and caller.max_level >= WRITE and caller.user.username == owner
+        and caller.cluster_id is None
     )

@@ -85,8 +85,9 @@ def resource_access_list(*, resource: Resource) -> dict[str, Any]:
 
 
 def token_list(*, user: Any) -> QuerySet[ApiToken]:
-    """The user's active tokens, newest first."""
-    return ApiToken.objects.active().filter(user=user)
+    """The user's active tokens, newest first (not their clusters' own tokens,
+    which den mints and revokes with the cluster)."""
+    return ApiToken.objects.active().filter(user=user, cluster__isnull=True)
 
 
 def audit_list(*, caller: Caller, resource: Resource | None = None) -> QuerySet[AuditEvent]:

@@ -1,5 +1,6 @@
 """API-wide permission: a user is needed (unless the view says otherwise) and
-read-scoped tokens are refused every write. Per-resource rules live in
+read-scoped tokens are refused every write, and a cluster's own token is
+refused everywhere but the few views that allow it. Per-resource rules live in
 ``registry.access``, never here."""
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ class TokenScopePermission(BasePermission):
                 and settings.DEN_ANONYMOUS_READ_PUBLIC
             )
         token = request.auth
+        if (
+            isinstance(token, ApiToken)
+            and token.cluster_id is not None
+            and not getattr(view, "allow_cluster_token", False)
+        ):
+            raise PermissionDenied(
+                "This is a cluster's own token: it may only send that cluster's heartbeats "
+                "and check tokens. Use your own token here."
+            )
         if not safe and isinstance(token, ApiToken) and token.scope == TokenScope.READ:
             raise PermissionDenied("This token is read-only; create a write token to change things.")
         return True

@@ -58,6 +58,8 @@ class LoginView(DenAPIView):
 class AuthCheckView(DenAPIView):
     """May this token act on this address at this level? Asked by node daemons."""
 
+    allow_cluster_token = True
+
     @extend_schema(
         parameters=[
             OpenApiParameter("address", str, required=False),

@@ -33,6 +33,13 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Set on a cluster's own token (minted by compute for its node daemon): such a
+    # token acts only on that cluster, at read level, and only where a view allows
+    # cluster tokens (heartbeats, auth/check).
+    cluster = models.ForeignKey(
+        "registry.Resource", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="cluster_tokens",
+    )
 
     objects = ApiTokenQuerySet.as_manager()
 

@@ -1,0 +1,6 @@
+"""Cluster runtime state and its event log, one module per concept."""
+
+from compute.models.clusters import ClusterState, ClusterStatus
+from compute.models.events import ClusterEvent
+
+__all__ = ["ClusterEvent", "ClusterState", "ClusterStatus"]
