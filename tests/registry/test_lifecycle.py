@@ -206,3 +206,17 @@ def test_every_model_is_in_the_admin():
 
     for model in apps.get_app_config("registry").get_models():
         assert admin.site.is_registered(model), model.__name__
+
+
+def test_login_is_throttled(api, user, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "3/min"})
+    cache.clear()
+    statuses = [
+        api.post("/api/v1/auth/login", {"username": "alice", "password": "wrong"}, format="json").status_code
+        for _ in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    cache.clear()
