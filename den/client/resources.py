@@ -93,14 +93,41 @@ class Resource:
         self.url: str | None = None
         #: Your access level (``read``, ``write``, ``owner``), once saved or loaded.
         self.access_level: str | None = None
-        self.description = description
-        self.visibility = _check_visibility(visibility)
+        # Metadata set here or by assignment is sent on save; metadata that came
+        # from the server is not, so a save never undoes someone else's change.
+        self._meta_changed: set[str] = set()
+        self._description: str | None = None
+        self._visibility: str | None = None
+        if description is not None:
+            self.description = description
+        if visibility is not None:
+            self.visibility = visibility
         #: Config keys this class does not model, kept and saved unchanged.
         self.data: dict[str, Any] = dict(data or {})
         self._session = session
         self._saved_fields: dict[str, Any] | None = None
         if name is not None:
             self._set_name(name)
+
+    @property
+    def description(self) -> str | None:
+        """A human description, shown in listings and on the web page."""
+        return self._description
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        self._description = value
+        self._meta_changed.add("description")
+
+    @property
+    def visibility(self) -> str | None:
+        """``private``, ``unlisted`` or ``public`` (``None``: not known yet / server default)."""
+        return self._visibility
+
+    @visibility.setter
+    def visibility(self, value: str | None) -> None:
+        self._visibility = _check_visibility(value)
+        self._meta_changed.add("visibility")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -202,9 +229,13 @@ class Resource:
             self._name = str(name)
             owner, rest = parse_address(self._name)
             self.address = f"/{owner}/{rest}" if owner is not None else None
-        for key in ("version", "owner", "url", "access_level", "visibility", "description"):
+        for key in ("version", "owner", "url", "access_level"):
             if key in data:
                 setattr(self, key, data[key])
+        if "visibility" in data:
+            self._visibility = data["visibility"]
+        if "description" in data:
+            self._description = data["description"]
         if isinstance(data.get("config"), dict):
             self._set_fields(dict(data["config"]))
             if self.version is not None:
@@ -230,17 +261,21 @@ class Resource:
             self._set_name(name)
         address = yield from self._resolve_own_address(session)
         config = yield from self._wire_config(session)
+        # A new object sends all its metadata; a loaded one only what was changed.
+        changed = self._meta_changed if self.version is not None else {"visibility", "description"}
+        visibility = self.visibility if "visibility" in changed else None
         data = yield from api.resource_put(
             address,
             self.TYPE,
             config,
-            description=self.description,
-            visibility=self.visibility,
+            description=self.description if "description" in changed else None,
+            visibility=visibility,
             if_match=None if force else self.version,
         )
-        if self.visibility is not None and data.get("visibility") != self.visibility:
-            data = yield from api.resource_patch(address, visibility=self.visibility)
+        if visibility is not None and data.get("visibility") != visibility:
+            data = yield from api.resource_patch(address, visibility=visibility)
         self._apply({key: value for key, value in data.items() if key != "config"})
+        self._meta_changed = set()
         self._saved_fields = self._config_fields()
         return self
 

@@ -257,3 +257,38 @@ def test_async_load_and_save(mock_session):
 
 def test_call_repr():
     assert repr(Call("get", "/me")) == "Call(GET /me)"
+
+
+def test_save_does_not_undo_metadata_changed_elsewhere(mock_session):
+    sent = []
+
+    def handler(request):
+        if request.method == "GET":
+            return httpx.Response(
+                200,
+                json={"address": "/alice/x", "type": "resource", "version": 1, "config": {},
+                      "visibility": "private", "description": "old"},
+            )
+        if request.method == "PATCH":
+            sent.append(("PATCH", json.loads(request.content)))
+            return httpx.Response(200, json={"address": "/alice/x", "version": 2, "visibility": "public"})
+        body = json.loads(request.content)
+        sent.append(("PUT", body))
+        # someone made it public meanwhile
+        return httpx.Response(200, json={"address": "/alice/x", "version": 2, "visibility": "public"})
+
+    mock_session(handler)
+    res = den.load("/alice/x")
+    res.data["a"] = 1
+    res.save()
+    assert sent == [("PUT", {"type": "resource", "config": {"a": 1}})]
+    assert res.visibility == "public"
+    sent.clear()
+    res.visibility = "unlisted"
+    res.description = "new"
+    res.save()
+    assert sent[0] == (
+        "PUT",
+        {"type": "resource", "config": {"a": 1}, "description": "new", "visibility": "unlisted"},
+    )
+    assert sent[1] == ("PATCH", {"visibility": "unlisted"})
