@@ -22,22 +22,6 @@ class ClusterStatus(models.TextChoices):
     UNREACHABLE = "unreachable"
 
 
-#: Statuses in which a daemon is running (or being started) and may hold a token.
-ACTIVE_STATUSES = (
-    ClusterStatus.PROVISIONING,
-    ClusterStatus.STARTING,
-    ClusterStatus.UP,
-    ClusterStatus.UNREACHABLE,
-)
-#: Statuses from which ``up`` may start the cluster again.
-STARTABLE_STATUSES = (
-    ClusterStatus.DOWN,
-    ClusterStatus.STOPPED,
-    ClusterStatus.TERMINATED,
-    ClusterStatus.FAILED,
-)
-
-
 class ClusterState(models.Model):
     """Runtime state beside a ``cluster`` resource (its config stays in the
     registry). One row per cluster, created on first use; deleting the

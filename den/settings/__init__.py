@@ -241,6 +241,31 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Workers started without -Q consume both queues; compute's tasks go to "compute"
+# so that a deployment can give clusters their own workers.
+CELERY_TASK_QUEUES: dict[str, dict] = {"celery": {}, "compute": {}}
+
+# Compute: clusters and their node daemons (seconds unless named otherwise).
+# The URL daemons call back (heartbeats, token checks); den's public URL unless
+# the daemons reach den at another address.
+DEN_CLUSTER_DEN_URL = (env("DEN_CLUSTER_DEN_URL") or DEN_PUBLIC_URL).rstrip("/")
+DEN_CLUSTER_HEARTBEAT_SECONDS = float(env("DEN_CLUSTER_HEARTBEAT_SECONDS", "30"))
+# No heartbeat for this long marks an up cluster unreachable.
+DEN_CLUSTER_HEARTBEAT_TIMEOUT = float(env("DEN_CLUSTER_HEARTBEAT_TIMEOUT", "120"))
+# How long a daemon caches den's answer to a caller's token (revocation delay).
+DEN_CLUSTER_AUTH_CACHE_SECONDS = float(env("DEN_CLUSTER_AUTH_CACHE_SECONDS", "10"))
+DEN_CLUSTER_START_TIMEOUT = float(env("DEN_CLUSTER_START_TIMEOUT", "120"))
+DEN_CLUSTER_SWEEP_SECONDS = float(env("DEN_CLUSTER_SWEEP_SECONDS", "30"))
+# An SSE stream of cluster events lasts at most this long; clients reconnect.
+DEN_CLUSTER_EVENTS_STREAM_SECONDS = float(env("DEN_CLUSTER_EVENTS_STREAM_SECONDS", "25"))
+CELERY_BEAT_SCHEDULE = {
+    "compute-sweep-clusters": {
+        "task": "compute.sweep_clusters",
+        "schedule": DEN_CLUSTER_SWEEP_SECONDS,
+        # A sweep that waited longer than its period is replaced by the next one.
+        "options": {"queue": "compute", "expires": DEN_CLUSTER_SWEEP_SECONDS},
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,55 @@
+"""Shapes of the cluster endpoints' bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from compute.models import ClusterEvent, ClusterState
+
+
+class ClusterStateSerializer(serializers.ModelSerializer):
+    """``GET .../-/cluster``: what the client's ``cluster.status()`` returns."""
+
+    address = serializers.SerializerMethodField()
+    autostop_mins = serializers.IntegerField(source="effective_autostop_mins")
+    objects = serializers.IntegerField(source="objects_count")
+
+    class Meta:
+        model = ClusterState
+        fields = [
+            "address", "status", "status_changed_at", "daemon_url", "backend",
+            "last_heartbeat_at", "last_activity_at", "calls_in_flight", "objects",
+            "autostop_mins", "message", "updated_at",
+        ]
+
+    def get_address(self, state: ClusterState) -> str:
+        return state.resource.address
+
+
+class ClusterEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ClusterEvent
+        fields = ["id", "created_at", "kind", "message", "data"]
+
+
+class AutostopSerializer(serializers.Serializer):
+    autostop_mins = serializers.IntegerField(min_value=-1, max_value=60 * 24 * 365)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # "30" or 30.0 are not minutes a client meant to send; say so.
+        value = data.get("autostop_mins") if isinstance(data, dict) else None
+        if isinstance(value, bool) or (value is not None and not isinstance(value, int)):
+            raise serializers.ValidationError(
+                {"autostop_mins": ["autostop_mins must be a whole number of minutes, or -1."]}
+            )
+        return super().to_internal_value(data)
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    """What the node daemon posts (see ``den.node.server.DenLink.beat``)."""
+
+    last_activity = serializers.DateTimeField(required=False, allow_null=True)
+    calls_in_flight = serializers.IntegerField(min_value=0, required=False, default=0)
+    objects = serializers.IntegerField(min_value=0, required=False, default=0)

@@ -1,0 +1,70 @@
+"""Server-sent events of a cluster's log, for the UI and ``den`` CLI.
+
+A stream polls the event table and ends after a bounded time (gunicorn's sync
+workers serve one request each, so an endless stream would hold a worker);
+``EventSource`` clients reconnect on their own and resume from the
+``Last-Event-ID`` they saw, so nothing is lost between streams.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import close_old_connections
+from rest_framework.renderers import BaseRenderer
+
+from compute import selectors
+from compute.api.serializers import ClusterEventSerializer
+from registry.models import Resource
+
+POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 10.0
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets content negotiation accept ``Accept: text/event-stream``; errors
+    met before the stream starts are still rendered as JSON text."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None,
+               renderer_context: Any = None) -> bytes:
+        return json.dumps(data).encode() if data is not None else b""
+
+
+def _frame(event: Any) -> str:
+    body = json.dumps(ClusterEventSerializer(event).data)
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {body}\n\n"
+
+
+def cluster_event_stream(*, resource: Resource, after: int | None, seconds: float) -> Iterator[str]:
+    """Events after id ``after`` (or, without it, only those that happen from
+    now on), as SSE frames, for at most ``seconds``."""
+    if after is None:
+        after = selectors.cluster_last_event_id(resource=resource)
+    deadline = time.monotonic() + seconds
+    quiet_since = time.monotonic()
+    yield "retry: 2000\n\n"
+    try:
+        while True:
+            events = selectors.cluster_events_after(resource=resource, after=after)
+            for event in events:
+                after = event.id
+                yield _frame(event)
+            now = time.monotonic()
+            if events:
+                quiet_since = now
+            elif now - quiet_since >= KEEPALIVE_SECONDS:
+                quiet_since = now
+                yield ": keepalive\n\n"
+            if now >= deadline:
+                return
+            if not events:
+                time.sleep(min(POLL_SECONDS, max(0.0, deadline - now)))
+    finally:
+        close_old_connections()
