@@ -3,6 +3,7 @@ ciphertexts are read-only there; plain values are never stored to show."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
 from registry.models import (
     AccessGrant,
@@ -16,7 +17,26 @@ from registry.models import (
     User,
 )
 
-admin.site.register(User, UserAdmin)
+class DenUserCreationForm(UserCreationForm):
+    """Django's form, bound to den's user model so reserved names are refused."""
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email")
+
+
+class DenUserChangeForm(UserChangeForm):
+    class Meta(UserChangeForm.Meta):
+        model = User
+
+
+@admin.register(User)
+class DenUserAdmin(UserAdmin):
+    add_form = DenUserCreationForm
+    form = DenUserChangeForm
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
+    )
 
 
 class AccessGrantInline(admin.TabularInline):

@@ -220,3 +220,18 @@ def test_login_is_throttled(api, user, monkeypatch):
     ]
     assert statuses == [401, 401, 401, 429]
     cache.clear()
+
+
+def test_admin_creates_users_and_refuses_reserved_names(client, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root1", "root@example.com", "pw-123-long")
+    client.force_login(admin_user)
+    form = {"username": "search", "email": "s@example.com", "password1": "a long password 123",
+            "password2": "a long password 123", "usable_password": "true"}
+    response = client.post("/admin/registry/user/add/", form)
+    assert response.status_code == 200  # the form again, with the error
+    assert b"reserved" in response.content
+    assert not django_user_model.objects.filter(username="search").exists()
+    form["username"] = "dora"
+    response = client.post("/admin/registry/user/add/", form)
+    assert response.status_code == 302
+    assert django_user_model.objects.filter(username="dora", email="s@example.com").exists()
