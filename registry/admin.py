@@ -17,6 +17,7 @@ from registry.models import (
     User,
 )
 
+
 class DenUserCreationForm(UserCreationForm):
     """Django's form, bound to den's user model so reserved names are refused."""
 
