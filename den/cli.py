@@ -155,6 +155,8 @@ def _session(args: argparse.Namespace) -> Session:
         return current()
     settings = resolve_settings()
     if url is not None and url.rstrip("/") != settings.url:
+        # Never send a token stored for one server to another one.
+        settings.token = os.environ.get("DEN_TOKEN") or None
         settings.username = None
     if token is not None:
         settings.username = None

@@ -193,3 +193,14 @@ def test_login_needs_a_token_when_not_interactive(monkeypatch):
 def test_exit_codes_are_documented():
     assert set(cli.EXIT_CODES) == {0, 1, 2, 3, 4, 5, 6, 7, 130}
     assert "exit codes" in cli.__doc__.lower()
+
+
+def test_a_stored_token_is_not_sent_to_another_server(isolated_client):
+    from den.client.config import write_config_file
+
+    write_config_file({"url": "http://den.test", "token": "den_stored", "username": "alice"})
+    session = cli._session(cli.build_parser().parse_args(["--url", "http://elsewhere", "whoami"]))
+    assert session.url == "http://elsewhere"
+    assert session.token is None
+    session = cli._session(cli.build_parser().parse_args(["whoami", "--url", "http://den.test/"]))
+    assert session.token == "den_stored"
