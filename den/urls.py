@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("compute.api.urls")),
     path("api/v1/", include("registry.api.urls")),
+    path("", include("frontend.urls")),
 ]
 
 handler404 = "den.views.not_found"

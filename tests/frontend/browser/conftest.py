@@ -1,0 +1,102 @@
+"""Browser tests: Playwright drives Debian's Chromium (never a downloaded
+browser) against a live den server on the test PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls the
+# tests make beside it are still plain synchronous calls.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = os.environ.get("DEN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+]
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("DEN_TEST_ARTIFACTS") or ROOT / "artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live(live_server, transactional_db, settings):
+    """The live server, with invitation links pointing at it."""
+    settings.DEN_PUBLIC_URL = live_server.url
+    return live_server
+
+
+@pytest.fixture
+def open_browser(chromium, live):
+    """``open_browser(width=1280)``: a fresh browser context (its own cookies)
+    on the live server, with clipboard access; fails the test on any
+    JavaScript error or console error."""
+    contexts = []
+    errors: list[str] = []
+
+    def make(width: int = 1280, height: int = 900):
+        context = chromium.new_context(
+            base_url=live.url,
+            viewport={"width": width, "height": height},
+            permissions=["clipboard-read", "clipboard-write"],
+        )
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+        page.on(
+            "console",
+            lambda msg: errors.append(f"console: {msg.text}")
+            # statuses are asserted by the tests themselves
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None,
+        )
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not errors, "\n".join(errors)
+
+
+@pytest.fixture
+def screenshot(artifacts_dir):
+    def take(page, name: str) -> Path:
+        path = artifacts_dir / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+def sign_in(page, username: str, password: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/login" not in url)
