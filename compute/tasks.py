@@ -1,6 +1,8 @@
 """Celery tasks for clusters: thin wrappers that take ids and call a service.
 
-Every task has an explicit name and the ``compute`` queue, acknowledges late
+Every task has an explicit name and goes to the ``compute`` queue (routed by
+``CELERY_TASK_ROUTES``, as Celery 5.7 deprecates a queue on the task itself),
+acknowledges late
 (a worker lost mid-task leaves the message to be redelivered), and passes its
 own message id as the *claim*: the service claims the cluster's requested
 status with a conditional UPDATE, so a duplicate message does nothing and a
@@ -23,7 +25,6 @@ from compute.backends import TransientBackendError
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "compute"
 MAX_RETRIES = 5
 #: Errors worth another try: the backend said so, or the database connection failed.
 TRANSIENT = (TransientBackendError, OperationalError, InterfaceError)
@@ -39,7 +40,7 @@ def _retry(task: Any, exc: Exception) -> Any:
     return task.retry(exc=exc, countdown=_backoff(task.request.retries))
 
 
-@shared_task(name="compute.cluster_up", queue=QUEUE, bind=True, acks_late=True,
+@shared_task(name="compute.cluster_up", bind=True, acks_late=True,
              max_retries=MAX_RETRIES)
 def cluster_up(self: Any, state_id: int) -> str:
     """Start the daemon of a cluster whose ``up`` was requested."""
@@ -54,7 +55,7 @@ def cluster_up(self: Any, state_id: int) -> str:
     return "done" if started else "skipped"
 
 
-@shared_task(name="compute.cluster_stop", queue=QUEUE, bind=True, acks_late=True,
+@shared_task(name="compute.cluster_stop", bind=True, acks_late=True,
              max_retries=MAX_RETRIES)
 def cluster_stop(self: Any, state_id: int) -> str:
     """Stop the daemon of a cluster whose stop was requested."""
@@ -65,7 +66,7 @@ def cluster_stop(self: Any, state_id: int) -> str:
     return "done" if done else "skipped"
 
 
-@shared_task(name="compute.cluster_teardown", queue=QUEUE, bind=True, acks_late=True,
+@shared_task(name="compute.cluster_teardown", bind=True, acks_late=True,
              max_retries=MAX_RETRIES)
 def cluster_teardown(self: Any, state_id: int) -> str:
     """Tear down a cluster whose teardown was requested."""
@@ -76,7 +77,7 @@ def cluster_teardown(self: Any, state_id: int) -> str:
     return "done" if done else "skipped"
 
 
-@shared_task(name="compute.sweep_clusters", queue=QUEUE, acks_late=True, ignore_result=True)
+@shared_task(name="compute.sweep_clusters", acks_late=True, ignore_result=True)
 def sweep_clusters() -> dict[str, int]:
     """Beat task: mark silent clusters unreachable, stop idle ones, fail lost starts.
 

@@ -244,6 +244,7 @@ CELERY_TIMEZONE = "UTC"
 # Workers started without -Q consume both queues; compute's tasks go to "compute"
 # so that a deployment can give clusters their own workers.
 CELERY_TASK_QUEUES: dict[str, dict] = {"celery": {}, "compute": {}}
+CELERY_TASK_ROUTES = {"compute.*": {"queue": "compute"}}
 
 # Compute: clusters and their node daemons (seconds unless named otherwise).
 # The URL daemons call back (heartbeats, token checks); den's public URL unless
