@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import httpx
 
@@ -45,7 +46,7 @@ def test_up_heartbeats_stop_teardown(celery_worker, make_cluster, people):
     tokens = ApiToken.objects.filter(cluster=cpu)
     assert tokens.count() == 1 and tokens.get().is_active
     # The daemon got a minimal environment: none of the server's settings.
-    environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     assert not any(v.startswith((b"DATABASE_URL=", b"DEN_SECRET_KEY=")) for v in environ)
 
     assert api.post(f"{base}/stop").status_code == 202
