@@ -1,0 +1,81 @@
+"""Calls through a local cluster's daemon with den auth on: each caller's own
+token is checked with den (through the live server) before the daemon reads
+the body, and a revoked grant stops working within the daemon's auth cache."""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+import httpx
+import pytest
+
+from den.node.caller import NodeClient
+from den.node.errors import NodeError
+from registry import services as registry_services
+from tests.compute.conftest import state_of
+from tests.compute.remote_fns import TouchOnUnpickle, add
+
+AUTH_CACHE_SECONDS = 1.0  # what the test worker starts daemons with
+
+
+def test_calls_are_checked_with_den(up_cluster, people, tmp_path):
+    cpu = up_cluster("calls")
+    url = state_of(cpu).daemon_url
+    tokens, users = people["tokens"], people["users"]
+
+    with NodeClient(url, token=tokens["alice"], stream=None) as owner:
+        owner.put_function("add", add)
+        assert owner.call("add", args=(1, 2)) == 3
+
+    # A stranger is refused before the daemon reads, let alone unpickles, the body.
+    marker = tmp_path / "unpickled"
+    body = pickle.dumps(((TouchOnUnpickle(str(marker)),), {}))
+    response = httpx.post(f"{url}/objects/add/call", content=body, headers={
+        "Authorization": f"Bearer {tokens['sam']}",
+        "Content-Type": "application/x-cloudpickle"})
+    assert response.status_code == 404, response.text
+    with NodeClient(url, token=tokens["sam"], stream=None) as stranger, \
+            pytest.raises(NodeError) as refused:
+        stranger.call("add", args=(1, 2))
+    assert refused.value.status == 404
+    # No token at all: 401.
+    assert httpx.post(f"{url}/objects/add/call", content=body).status_code == 401
+    time.sleep(0.2)
+    assert not marker.exists()
+
+    # A teammate given read access may call (not put: that needs write).
+    registry_services.resource_share(actor=users["alice"], resource=cpu, users=["rita"],
+                                     level="read")
+    with NodeClient(url, token=tokens["rita"], stream=None) as teammate:
+        assert teammate.call("add", args=(2, 3)) == 5
+        with pytest.raises(NodeError) as no_write:
+            teammate.put_function("mine", add)
+        assert no_write.value.status == 403
+
+        registry_services.resource_revoke(actor=users["alice"], resource=cpu, who="rita")
+        revoked_at = time.monotonic()
+        while True:
+            try:
+                teammate.call("add", args=(2, 3))
+            except NodeError as exc:
+                assert exc.status == 404
+                break
+            assert time.monotonic() - revoked_at < AUTH_CACHE_SECONDS + 2, \
+                "still allowed well past the daemon's auth cache lifetime"
+            time.sleep(0.1)
+
+
+def test_a_read_token_may_call_but_not_put(up_cluster, people):
+    from tests.factories import make_token
+
+    cpu = up_cluster("readonly")
+    url = state_of(cpu).daemon_url
+    read_token = make_token(people["users"]["alice"], scope="read")
+    with NodeClient(url, token=people["tokens"]["alice"], stream=None) as owner:
+        owner.put_function("add", add)
+    with NodeClient(url, token=read_token, stream=None) as reader:
+        assert reader.call("add", args=(4, 5)) == 9
+        with pytest.raises(NodeError) as refused:
+            reader.put_function("other", add)
+        assert refused.value.status == 403
