@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import close_old_connections
 from rest_framework.renderers import BaseRenderer
 
 from compute import selectors
@@ -50,21 +49,20 @@ def cluster_event_stream(*, resource: Resource, after: int | None, seconds: floa
     deadline = time.monotonic() + seconds
     quiet_since = time.monotonic()
     yield "retry: 2000\n\n"
-    try:
-        while True:
-            events = selectors.cluster_events_after(resource=resource, after=after)
-            for event in events:
-                after = event.id
-                yield _frame(event)
-            now = time.monotonic()
-            if events:
-                quiet_since = now
-            elif now - quiet_since >= KEEPALIVE_SECONDS:
-                quiet_since = now
-                yield ": keepalive\n\n"
-            if now >= deadline:
-                return
-            if not events:
-                time.sleep(min(POLL_SECONDS, max(0.0, deadline - now)))
-    finally:
-        close_old_connections()
+    # Django closes this request's database connection when the response is
+    # closed (request_finished), which for a stream is after its last frame.
+    while True:
+        events = selectors.cluster_events_after(resource=resource, after=after)
+        for event in events:
+            after = event.id
+            yield _frame(event)
+        now = time.monotonic()
+        if events:
+            quiet_since = now
+        elif now - quiet_since >= KEEPALIVE_SECONDS:
+            quiet_since = now
+            yield ": keepalive\n\n"
+        if now >= deadline:
+            return
+        if not events:
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - now)))
