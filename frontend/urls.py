@@ -3,7 +3,7 @@ address (``/<owner>/<name>``), and pages about it hang under ``/-/``."""
 
 from django.urls import path, re_path
 
-from frontend.views import assets, auth, home, resources, settings
+from frontend.views import auth, home, resources, settings
 
 app_name = "frontend"
 
@@ -33,7 +33,6 @@ urlpatterns = [
     ),
     path("settings/profile", settings.ProfileView.as_view(), name="settings-profile"),
     path("settings/password", settings.PasswordChangeView.as_view(), name="settings-password"),
-    path("static/<path:path>", assets.StaticAssetView.as_view(), name="static"),
     re_path(
         rf"^{ADDRESS}/-/versions/(?P<number>[0-9]{{1,9}})/restore$",
         resources.VersionRestoreView.as_view(),
