@@ -28,6 +28,7 @@ from den.client.account import (
 from den.client.errors import (
     AuthenticationError,
     BadRequest,
+    CallTimeout,
     Conflict,
     DenError,
     InvalidAddress,
@@ -39,6 +40,7 @@ from den.client.errors import (
     ServerError,
     Throttled,
     ValidationError,
+    WorkerCrashed,
     WrongType,
 )
 from den.client.resources import (
@@ -64,6 +66,7 @@ from den.client.session import Session
 __all__ = [
     "AuthenticationError",
     "BadRequest",
+    "CallTimeout",
     "Cluster",
     "Conflict",
     "DenError",
@@ -82,6 +85,7 @@ __all__ = [
     "Session",
     "Throttled",
     "ValidationError",
+    "WorkerCrashed",
     "WrongType",
     "__version__",
     "acreate_token",

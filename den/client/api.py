@@ -20,6 +20,9 @@ __all__ = [
     "access_grant",
     "access_revoke",
     "auth_login",
+    "cluster_action",
+    "cluster_events",
+    "cluster_status",
     "me",
     "resolve",
     "resource_create",
@@ -299,3 +302,11 @@ def cluster_status(address: str) -> Op[dict[str, Any]]:
     reply = yield Call("GET", _path(address) + "/-/cluster")
     data: dict[str, Any] = reply.data or {}
     return data
+
+
+def cluster_events(address: str, limit: int = 50) -> Op[list[dict[str, Any]]]:
+    """``GET .../-/cluster/events``: the cluster's latest events, newest first (one page)."""
+    reply = yield Call("GET", _path(address) + "/-/cluster/events", params={"limit": limit})
+    data = reply.data
+    events: list[dict[str, Any]] = data if isinstance(data, list) else data.get("results") or []
+    return events

@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "AuthenticationError",
     "BadRequest",
+    "CallTimeout",
     "Conflict",
     "DenError",
     "InvalidAddress",
@@ -28,6 +29,7 @@ __all__ = [
     "ServerError",
     "Throttled",
     "ValidationError",
+    "WorkerCrashed",
     "WrongType",
     "error_from_response",
 ]
@@ -155,6 +157,36 @@ class NoRunningCluster(DenError):
     """A function or module cannot be called: it has no running cluster to run on."""
 
     default_code = "no_running_cluster"
+
+
+class WorkerCrashed(DenError):
+    """The process running a remote call died during it (killed, out of memory...).
+
+    The cluster restarts it at once, re-creating the objects it held from what was
+    sent (their in-memory state is lost), so calling again is safe when the call is.
+    ``env`` names the env and ``exit_code`` is the process's exit status (negative:
+    killed by that signal).
+    """
+
+    default_code = "worker_crashed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        env: str | None = None,
+        exit_code: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.env = env
+        self.exit_code = exit_code
+
+
+class CallTimeout(DenError, TimeoutError):
+    """A remote call ran longer than its timeout, and the cluster abandoned it."""
+
+    default_code = "timeout"
 
 
 _BY_STATUS: dict[int, type[DenError]] = {

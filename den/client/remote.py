@@ -1,55 +1,681 @@
-"""The seam between resource stubs and remote execution.
+"""Remote execution: send functions and classes to a cluster's node daemon and call them.
 
-A function or module runs on its cluster's node daemon. That part of den (the
-``den.node.caller`` library) is not wired in yet, so for now :func:`call` says
-clearly that there is no running cluster, and :func:`deploy` only records where
-the resource should run. A later change fills these two functions in; nothing
-else in the client needs to change.
+The resource stubs (:class:`~den.client.resources.Function`,
+:class:`~den.client.resources.Module`) call into this module; it talks to den for a
+cluster's status (its daemon URL) and to the daemon through
+:mod:`den.node.caller`, imported on first use so that ``import den`` stays light.
+
+Names on the daemon
+    An object's name on the daemon is derived from the resource's address
+    (:func:`object_name`), so an owner's ``.to()`` and a teammate's
+    ``den.function(name="/alice/train")`` reach the same object. An object is put
+    with its den address once the resource is saved; the daemon then checks each
+    caller's token for ``read`` on that address (a teammate needs access to the
+    function, not to the cluster). Before it is saved, the daemon checks access to
+    the cluster instead.
+
+Code
+    A function or class defined in an importable module is sent by reference: its
+    project directory (the folder its module is imported from, or the enclosing
+    project) is bundled (``.gitignore`` respected), uploaded once per content hash,
+    and imported on the node. One defined in ``__main__`` or a notebook is sent by
+    value (cloudpickle).
+
+Every request to a daemon carries the caller's own den token.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import re
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from den.client.errors import NoRunningCluster
+from den.client import api
+from den.client.errors import (
+    AuthenticationError,
+    CallTimeout,
+    DenError,
+    NetworkError,
+    NoRunningCluster,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    WorkerCrashed,
+)
+from den.client.session import Session, run
 
 if TYPE_CHECKING:
-    from den.client.resources import Runnable
+    from den.client.resources import Cluster, Module, Runnable
+    from den.node.caller import NodeClient
 
-__all__ = ["call", "deploy"]
+__all__ = [
+    "Deployment",
+    "MethodHandle",
+    "bring_up",
+    "call",
+    "deploy",
+    "env_name",
+    "instantiate",
+    "object_name",
+    "redeploy_after_save",
+]
+
+#: Cluster statuses on the way up, and statuses from which ``up`` must wait.
+_COMING_UP = frozenset({"provisioning", "starting"})
+_GOING_DOWN = frozenset({"stopping", "terminating"})
+
+_lock = threading.Lock()
+#: One pooled daemon client per (daemon URL, token).
+_nodes: dict[tuple[str, str | None], NodeClient] = {}
+#: Daemon URL per (den URL, cluster address), refreshed when it stops answering.
+_urls: dict[tuple[str | None, str], str] = {}
 
 
-def _describe(resource: Runnable) -> str:
+@dataclass
+class Deployment:
+    """What this process put on a daemon for one resource, to put it again when needed."""
+
+    daemon_url: str
+    name: str
+    spec: dict[str, Any]
+    root: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str | None:
+        value = self.spec.get("address")
+        return str(value) if value else None
+
+
+# -- names -----------------------------------------------------------------------
+
+
+def _slug(text: str, allowed: str) -> str:
+    return re.sub(f"[^{allowed}]", "_", text)[:120]
+
+
+def object_name(address: str) -> str:
+    """The daemon object name of the resource at ``address`` (``/alice/train`` ->
+    ``alice.train-<hash>``): readable, valid on the daemon, and unique per address."""
+    digest = hashlib.sha256(address.encode()).hexdigest()[:10]
+    return f"{_slug(address.strip('/').replace('/', '.'), 'A-Za-z0-9._-')}-{digest}"
+
+
+def env_name(label: str) -> str:
+    """The daemon env name for an env address or description (letters, digits, ``-``, ``_``)."""
+    digest = hashlib.sha256(label.encode()).hexdigest()[:10]
+    return f"{_slug(label.strip('/').replace('/', '_'), 'A-Za-z0-9_-')}-{digest}"
+
+
+def _describe(resource: Runnable, method: str | None = None) -> str:
     label = resource.address or resource.name or "(unnamed)"
-    return f"{resource.TYPE.capitalize()} {label}"
+    what = f"{resource.TYPE.capitalize()} {label}"
+    return f"{what}.{method}" if method and method != "__init__" else what
 
 
-def deploy(resource: Runnable) -> None:
-    """Send ``resource``'s code and env to its cluster (called by ``.to()``).
-
-    Today this records nothing beyond ``system``/``env`` on the resource, which
-    ``.to()`` has already set; sending the code bundle comes with the node caller.
-    """
-    return None
+def _session(resource: Runnable) -> Session:
+    return resource._sess()
 
 
-def call(
-    resource: Runnable, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """Run ``resource`` (or one of its methods) remotely and return the result.
+# -- clusters --------------------------------------------------------------------
 
-    Raises :class:`den.NoRunningCluster` until remote execution is wired in.
-    """
-    what = _describe(resource)
-    if method:
-        what = f"{what}.{method}"
-    system = resource.system_address
+
+def _cluster_address(session: Session, resource: Runnable, what: str) -> str:
+    """The full address of the cluster ``resource`` runs on, without asking den
+    when the cluster is a local object that was never saved (so it cannot be up)."""
+    from den.client.resources import Cluster
+
+    system = resource.system
     if system is None:
         raise NoRunningCluster(
             f"{what} has no running cluster to run on: send it to one with "
             ".to(den.cluster(...)) and save it, or call the local function instead."
         )
-    raise NoRunningCluster(
-        f"{what} has no running cluster: it is set to run on {system}, but this version "
-        "of the den client cannot call remote clusters yet."
+    if isinstance(system, Cluster):
+        if system.version is None:
+            label = system.address or system._name or "(unnamed)"
+            raise NoRunningCluster(
+                f"{what} is set to run on cluster {label}, which is not up: bring it up "
+                f"with den.cluster(name={label!r}, ...).up_if_not() first."
+            )
+        if system.address is None:
+            system.address = run(api.resolve(session, system._name or ""), session)
+        return system.address
+    return run(api.resolve(session, system), session)
+
+
+def cluster_status(session: Session, address: str, what: str) -> dict[str, Any]:
+    """den's runtime status of a cluster, with a clear error if the caller cannot see it."""
+    try:
+        return run(api.cluster_status(address), session)
+    except NotFound:
+        raise NotFound(
+            f"{what} runs on cluster {address}, which does not exist or you cannot see: "
+            "ask its owner to share the cluster with you (read access is enough to call).",
+            code="cluster_not_found",
+            status=404,
+        ) from None
+
+
+def _not_up(address: str, status: dict[str, Any], what: str) -> NoRunningCluster:
+    state = status.get("status") or "down"
+    detail = f" ({status['message']})" if status.get("message") else ""
+    return NoRunningCluster(
+        f"{what} cannot run: cluster {address} is {state}{detail}. Bring it up with "
+        f"den.cluster(name={address!r}).up_if_not().",
+        code="cluster_not_up",
     )
+
+
+def daemon_url(session: Session, address: str, what: str, *, refresh: bool = False) -> str:
+    """The URL of the cluster's node daemon, from den (cached until it stops answering)."""
+    key = (session.url, address)
+    if not refresh:
+        cached = _urls.get(key)
+        if cached:
+            return cached
+    status = cluster_status(session, address, what)
+    url = status.get("daemon_url")
+    if status.get("status") != "up" or not url:
+        _urls.pop(key, None)
+        raise _not_up(address, status, what)
+    _urls[key] = str(url)
+    return str(url)
+
+
+def _node(session: Session, url: str) -> NodeClient:
+    from den.node.caller import NodeClient
+
+    key = (url, session.token)
+    with _lock:
+        node = _nodes.get(key)
+        if node is None:
+            node = _nodes[key] = NodeClient(url, token=session.token)
+        return node
+
+
+def _forget_node(url: str) -> None:
+    with _lock:
+        for key in [key for key in _nodes if key[0] == url]:
+            _nodes.pop(key).close()
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+def _translate(exc: BaseException, what: str) -> BaseException:
+    """A daemon-side failure as the den error a user catches; remote exceptions
+    (the user's own types) are returned unchanged."""
+    from den.node import errors as node_errors
+
+    if not isinstance(exc, node_errors.NodeError) or isinstance(exc, node_errors.RemoteError):
+        return exc
+    message = exc.message
+    status = exc.status
+    if isinstance(exc, node_errors.NodeUnauthorized):
+        return AuthenticationError(
+            f"The cluster refused your token: {message}. Run `den login` to sign in again.",
+            status=status,
+        )
+    if isinstance(exc, node_errors.NodeForbidden):
+        return PermissionDenied(f"{what}: {message}.", status=status)
+    if isinstance(exc, node_errors.ObjectNotFound):
+        return NotFound(f"{what}: {message}.", status=status)
+    if isinstance(exc, node_errors.WorkerCrashed):
+        return WorkerCrashed(
+            f"{what}: {message}. The worker was restarted; calling again is safe if the "
+            "call is.",
+            env=exc.env,
+            exit_code=exc.exit_code,
+            status=status,
+        )
+    if isinstance(exc, node_errors.CallTimeout):
+        return CallTimeout(f"{what}: {message}.", status=status)
+    if isinstance(exc, node_errors.BundleTooLarge):
+        return ValidationError(f"Cannot send the code of {what}: {message}.", field="code")
+    if isinstance(exc, node_errors.NodeUnreachable):
+        return NetworkError(f"{what}: {message}.")
+    return DenError(f"{what}: {message}.", code=exc.code, status=status)
+
+
+# -- code and specs ---------------------------------------------------------------
+
+
+def _is_installed(path: Path) -> bool:
+    return any(part in {"site-packages", "dist-packages"} for part in path.parts)
+
+
+def code_root(obj: Any) -> Path | None:
+    """The directory to bundle for ``obj``'s module: its project root when the module
+    is importable from there, else the folder it is imported from. None for code
+    that is installed (site-packages) or has no file."""
+    import inspect
+
+    from den.client.introspect import find_project_root
+
+    module = getattr(obj, "__module__", None) or ""
+    try:
+        source = inspect.getsourcefile(obj)
+    except TypeError:
+        return None
+    if not source or not Path(source).exists():
+        return None
+    file = Path(source).resolve()
+    if _is_installed(file):
+        return None
+    depth = module.count(".") + (1 if file.name == "__init__.py" else 0)
+    if depth >= len(file.parents):
+        return None
+    import_root = file.parents[depth]
+    project = find_project_root(file.parent)
+    try:
+        project.relative_to(import_root)
+    except ValueError:
+        # The project root is at or above the import root: bundle the project when
+        # the module imports from there, which keeps data files beside the code.
+        relative = file.relative_to(project).with_suffix("")
+        parts = list(relative.parts)
+        if parts and parts[-1] == "__init__":
+            parts.pop()
+        if ".".join(parts) == module:
+            return project
+    return import_root
+
+
+def _by_value(obj: Any) -> bool:
+    from den.node.caller import pointers_for
+
+    return pointers_for(obj) is None
+
+
+def _env_spec(session: Session, resource: Runnable) -> Any:
+    """The daemon's env description for ``resource.env`` (None: the base env)."""
+    from den.client.resources import Env
+
+    env = resource.env
+    if env is None:
+        return None
+    if isinstance(env, str):
+        address = run(api.resolve(session, env), session)
+        data = run(api.resource_get(address), session)
+        config = dict(data.get("config") or {})
+        label = address
+    else:
+        assert isinstance(env, Env)
+        config = env._config_fields()
+        if env.address or env._name:
+            label = env.address or run(api.resolve(session, env._name or ""), session)
+        else:
+            label = "env:" + json.dumps(config, sort_keys=True)
+    spec = {key: config[key] for key in ("reqs", "env_vars", "setup_cmds", "python")
+            if config.get(key)}
+    if label.startswith("/"):
+        spec["name"] = env_name(label)
+    else:  # an unnamed env: named after its description, so equal ones share a worker
+        spec["name"] = "inline-" + hashlib.sha256(label.encode()).hexdigest()[:12]
+    return spec
+
+
+def _sync_code(node: NodeClient, root: Path) -> str:
+    sha, data = _bundle(root)
+    if not node.has_code(sha):
+        node.put_code(sha, data)
+    return sha
+
+
+def _bundle(root: Path) -> tuple[str, bytes]:
+    from den.node.caller import bundle_project
+
+    return bundle_project(root)
+
+
+def _target_name(session: Session, resource: Runnable) -> tuple[str, str | None]:
+    """The daemon object name for ``resource`` and the address to put it with
+    (set only once the resource is saved, so den knows it)."""
+    address = resource.address
+    if address is None and resource._name:
+        address = run(api.resolve(session, resource._name), session)
+    if address is None:
+        return f"{resource.TYPE}-{uuid.uuid4().hex[:12]}", None
+    return object_name(address), address if resource.version is not None else None
+
+
+def _local_object(resource: Runnable) -> Any:
+    return getattr(resource, "fn", None) or getattr(resource, "cls", None)
+
+
+def _build_spec(session: Session, node: NodeClient, resource: Runnable,
+                address: str | None) -> tuple[dict[str, Any], str | None]:
+    """The put body for ``resource`` and the bundled code root (None: by value/installed)."""
+    from den.node.caller import function_spec, module_spec
+
+    obj = _local_object(resource)
+    env = _env_spec(session, resource)
+    pointers = resource.pointers or {}
+    code: str | None = None
+    root: Path | None = None
+    node_pointers: dict[str, str] | None = None
+    if obj is not None and _by_value(obj):
+        node_pointers = None
+    else:
+        node_pointers = {"module": str(pointers.get("module") or getattr(obj, "__module__", "")),
+                         "qualname": str(pointers.get("qualname")
+                                         or getattr(obj, "__qualname__", ""))}
+        if obj is not None:
+            root = code_root(obj)
+            if root is not None:
+                code = _sync_code(node, root)
+        elif resource.code:
+            code = resource.code
+            if not node.has_code(code):
+                raise NotFound(
+                    f"The code of {_describe(resource)} is not on its cluster any more (was the "
+                    "cluster restarted?): its owner must send it again with .to(cluster).",
+                    code="code_not_found",
+                )
+    if resource.TYPE == "function":
+        spec = function_spec(obj if node_pointers is None else None, env=env, code=code,
+                             pointers=node_pointers, address=address)
+    else:
+        init: tuple[tuple[Any, ...], dict[str, Any]] = resource._init_args or ((), {})
+        spec = module_spec(obj if node_pointers is None else None, init_args=init[0],
+                           init_kwargs=init[1], env=env, code=code, pointers=node_pointers,
+                           address=address)
+    if code is not None:
+        resource.code = code
+    return spec, str(root) if root is not None else None
+
+
+def _put(session: Session, resource: Runnable, url: str, name: str, spec: dict[str, Any],
+         root: str | None) -> Deployment:
+    node = _node(session, url)
+    try:
+        node.put_object(name, spec)
+    except Exception as exc:
+        raise _translate(exc, _describe(resource)) from None
+    deployment = Deployment(daemon_url=url, name=name, spec=spec, root=root)
+    resource._deployment = deployment
+    return deployment
+
+
+def _deploy_to(session: Session, resource: Runnable, url: str) -> Deployment:
+    """Upload ``resource``'s code (once per hash) and put it on the daemon at ``url``."""
+    node = _node(session, url)
+    name, address = _target_name(session, resource)
+    try:
+        spec, root = _build_spec(session, node, resource, address)
+    except DenError:
+        raise
+    except Exception as exc:
+        raise _translate(exc, _describe(resource)) from None
+    return _put(session, resource, url, name, spec, root)
+
+
+def _redeploy(session: Session, resource: Runnable, old: Deployment, url: str) -> Deployment:
+    """Put what was put before on another daemon (the cluster was restarted)."""
+    node = _node(session, url)
+    if old.root is not None:
+        try:
+            code = _sync_code(node, Path(old.root))
+        except Exception as exc:
+            raise _translate(exc, _describe(resource)) from None
+        old.spec["code"] = code
+        resource.code = code
+    return _put(session, resource, url, old.name, dict(old.spec), old.root)
+
+
+def deploy(resource: Runnable) -> None:
+    """Send ``resource`` to its cluster now if den reports the cluster up (called by
+    ``.to()``); otherwise it goes at its first call.
+
+    A cluster given as an address, or a local cluster object that was never saved,
+    is not asked about here: the first call finds out (so ``.to()`` works offline).
+    """
+    from den.client.resources import Cluster
+
+    resource._deployment = None
+    system = resource.system
+    if not isinstance(system, Cluster) or system.version is None:
+        return
+    if _local_object(resource) is None:
+        return
+    session = _session(resource)
+    what = _describe(resource)
+    address = _cluster_address(session, resource, what)
+    status = cluster_status(session, address, what)
+    url = status.get("daemon_url")
+    if status.get("status") != "up" or not url:
+        return
+    _urls[(session.url, address)] = str(url)
+    if resource.TYPE == "module" and not getattr(resource, "is_instance", False):
+        # A class is instantiated on the node by its calls; send its code now.
+        node = _node(session, str(url))
+        obj = _local_object(resource)
+        if not _by_value(obj):
+            root = code_root(obj)
+            if root is not None:
+                try:
+                    resource.code = _sync_code(node, root)
+                except Exception as exc:
+                    raise _translate(exc, what) from None
+        return
+    _deploy_to(session, resource, str(url))
+
+
+def redeploy_after_save(resource: Runnable) -> None:
+    """After a save, put the object again under its saved address, so the daemon
+    checks callers' access to the resource itself (teammates it is shared with).
+
+    A module instance is re-created from its init arguments by this: name it when
+    you make it (``Model(3, name="model")``) to share it without that.
+    """
+    old = getattr(resource, "_deployment", None)
+    if old is None or resource.address is None or old.address == resource.address:
+        return
+    session = _session(resource)
+    name = object_name(resource.address)
+    spec = {**old.spec, "address": resource.address}
+    _put(session, resource, old.daemon_url, name, spec, old.root)
+    if name != old.name:
+        # Best effort: an object left under the old name only wastes memory.
+        with contextlib.suppress(Exception):
+            _node(session, old.daemon_url).delete_object(old.name)
+
+
+# -- calls -----------------------------------------------------------------------
+
+
+def _ensure_deployed(session: Session, resource: Runnable, url: str, what: str) -> str:
+    """The daemon object name to call, putting the object first when this process
+    holds its code and it is not on that daemon yet."""
+    deployment: Deployment | None = getattr(resource, "_deployment", None)
+    if deployment is not None:
+        if deployment.daemon_url == url:
+            return deployment.name
+        return _redeploy(session, resource, deployment, url).name
+    if _local_object(resource) is not None and not _is_class(resource):
+        return _deploy_to(session, resource, url).name
+    if resource.address is None and resource._name is None:
+        raise NoRunningCluster(f"{what} was never sent to its cluster: call .to(cluster) first.")
+    address = resource.address or run(api.resolve(session, resource._name or ""), session)
+    return object_name(address)
+
+
+def _is_class(resource: Runnable) -> bool:
+    return resource.TYPE == "module" and not getattr(resource, "is_instance", False)
+
+
+def call(
+    resource: Runnable, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Run ``resource`` (or one of its methods) on its cluster and return the result.
+
+    Remote output is printed as it arrives; a remote exception is re-raised with its
+    own type and the remote traceback as a note; a remote generator comes back as
+    an iterator.
+    """
+    if _is_class(resource) and method == "__init__":
+        return instantiate(resource, args, kwargs)  # type: ignore[arg-type]
+    what = _describe(resource, method)
+    session = _session(resource)
+    cluster = _cluster_address(session, resource, what)
+    url = daemon_url(session, cluster, what)
+    from den.node import errors as node_errors
+
+    for attempt in (0, 1):
+        name = _ensure_deployed(session, resource, url, what)
+        try:
+            return _node(session, url).call(name, method, args, kwargs)
+        except node_errors.NodeUnreachable as exc:
+            # Maybe the cluster came up again elsewhere: ask den once. The call is
+            # retried only on another daemon, where it cannot have run.
+            fresh = daemon_url(session, cluster, what, refresh=True)
+            if attempt or fresh == url:
+                raise _translate(exc, what) from None
+            _forget_node(url)
+            url = fresh
+        except node_errors.ObjectNotFound as exc:
+            deployment = getattr(resource, "_deployment", None)
+            if attempt or deployment is None or "no object named" not in exc.message:
+                raise _translate(exc, what) from None
+            # The daemon restarted on the same URL and lost what this process put.
+            resource._deployment = None
+            _redeploy(session, resource, deployment, url)
+        except node_errors.NodeError as exc:
+            raise _translate(exc, what) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def instantiate(module: Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                name: str | None = None) -> Module:
+    """Make a remote instance of ``module`` (a class) on its cluster: a
+    :class:`~den.client.resources.Module` whose methods are remote calls.
+
+    A named instance is saved first, so teammates it is shared with can call it.
+    """
+    from den.client.resources import Module
+
+    what = _describe(module)
+    session = _session(module)
+    cluster = _cluster_address(session, module, what)
+    url = daemon_url(session, cluster, what)
+    base = module.name or "module"
+    instance = Module(
+        None,
+        name or f"{base}-{uuid.uuid4().hex[:8]}",
+        system=module.system,
+        env=module.env,
+        pointers=module.pointers,
+        signature=module.signature_data,
+        code=module.code,
+        data={**module.data, "instance": True},
+        session=module._session,
+    )
+    instance.cls = module.cls
+    instance._init_args = (tuple(args), dict(kwargs))
+    if name is not None:
+        instance.save()
+    _deploy_to(session, instance, url)
+    return instance
+
+
+class MethodHandle:
+    """A method of a remote module instance: calling it runs the method on the cluster."""
+
+    def __init__(self, instance: Runnable, name: str) -> None:
+        self.instance = instance
+        self.name = name
+        methods = (instance.signature_data or {}).get("methods") or {}
+        doc = (methods.get(name) or {}).get("doc")
+        if doc:
+            self.__doc__ = doc
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return call(self.instance, self.name, args, kwargs)
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method without blocking the event loop."""
+        import asyncio
+
+        return await asyncio.to_thread(call, self.instance, self.name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self.name} of {self.instance!r}>"
+
+
+# -- bringing clusters up -------------------------------------------------------------
+
+
+def _say(quiet: bool, address: str, text: str) -> None:
+    if not quiet:
+        print(f"den: {address}: {text}", file=sys.stderr, flush=True)
+
+
+def _new_events(session: Session, address: str, after: int) -> list[dict[str, Any]]:
+    events = run(api.cluster_events(address, limit=50), session)
+    return sorted((e for e in events if int(e.get("id", 0)) > after), key=lambda e: e["id"])
+
+
+def bring_up(cluster: Cluster, *, timeout: float = 600.0, quiet: bool = False) -> dict[str, Any]:
+    """Save ``cluster`` if needed, ask den to bring it up unless it is up or on its
+    way, and wait until it is up, printing its status changes and events to stderr.
+    Returns its status.
+
+    Raises :class:`den.NoRunningCluster` with the cluster's message if it fails to
+    start, or when it is not up after ``timeout`` seconds.
+    """
+    from den.client.errors import Conflict
+
+    session = cluster._sess()
+    if cluster._dirty():
+        cluster.save()
+    address = run(cluster._resolve_own_address(session), session)
+    status = run(api.cluster_status(address), session)
+    if status.get("status") == "up":
+        return status
+    latest = run(api.cluster_events(address, limit=1), session)
+    seen = max((int(event["id"]) for event in latest), default=0)
+    deadline = time.monotonic() + timeout
+    printed: str | None = None
+    asked = False
+    delay = 0.05
+    while True:
+        state = str(status.get("status") or "down")
+        for event in _new_events(session, address, seen):
+            seen = max(seen, int(event["id"]))
+            _say(quiet, address, str(event.get("message") or event.get("kind")))
+        if state != printed:
+            _say(quiet, address, f"status: {state}")
+            printed = state
+        if state == "up":
+            return status
+        if state not in _COMING_UP and state not in _GOING_DOWN:
+            if asked:
+                reason = status.get("message") or "no reason given"
+                raise NoRunningCluster(
+                    f"Cluster {address} did not come up: it is {state} ({reason}).",
+                    code="cluster_failed",
+                )
+            try:
+                status = run(api.cluster_action(address, "up"), session)
+                asked = True
+                continue
+            except Conflict:
+                pass  # it started stopping meanwhile: wait, then ask
+        if time.monotonic() > deadline:
+            raise NoRunningCluster(
+                f"Cluster {address} is still {state} after {timeout:.0f} s; see its events "
+                "on its page and try again.",
+                code="timeout",
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+        status = run(api.cluster_status(address), session)

@@ -18,6 +18,8 @@ from den.client.session import Op, Session, arun, current, run
 if TYPE_CHECKING:
     import inspect
 
+    from den.client import remote
+
 __all__ = [
     "Cluster",
     "Env",
@@ -705,19 +707,26 @@ class Cluster(Resource):
         return await arun(self._status_op(session), session)
 
     def up(self) -> Self:
-        """Ask den to bring the cluster up (saving it first if it changed); returns at once."""
+        """Ask den to bring the cluster up (saving it first if it changed); returns at once.
+
+        Use :meth:`up_if_not` to wait until it is up.
+        """
         session = self._sess()
         run(self._action_op(session, "up"), session)
         return self
 
-    def up_if_not(self) -> Self:
-        """Bring the cluster up unless den reports it up or on its way up."""
-        session = self._sess()
-        if self.version is not None:
-            status = run(self._status_op(session), session).get("status")
-            if status in {"up", "provisioning", "starting"}:
-                return self
-        return self.up()
+    def up_if_not(self, *, timeout: float = 600.0, quiet: bool = False) -> Self:
+        """Bring the cluster up unless it is up already, and wait until it is.
+
+        Saves the cluster first if it is new or changed, asks den to bring it up
+        (unless it is up or on its way), and prints its progress to stderr (unless
+        ``quiet``). Raises :class:`den.NoRunningCluster` with the cluster's message
+        if it fails to start or is not up after ``timeout`` seconds.
+        """
+        from den.client import remote
+
+        remote.bring_up(self, timeout=timeout, quiet=quiet)
+        return self
 
     def stop(self) -> None:
         """Ask den to stop the cluster (it can come up again)."""
@@ -756,6 +765,10 @@ class Runnable(Resource):
         self.pointers = pointers
         self.signature_data = signature
         self.code = code
+        # What this process put on a cluster's daemon (see den.client.remote).
+        self._deployment: remote.Deployment | None = None
+        # A module instance's constructor arguments, when made in this process.
+        self._init_args: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
     @property
     def system_address(self) -> str | None:
@@ -811,16 +824,28 @@ class Runnable(Resource):
             config["env"] = yield from api.resolve(session, self.env)
         return config
 
+    def _save_op(self, session: Session, name: str | None = None, force: bool = False) -> Op[Self]:
+        yield from super()._save_op(session, name, force)
+        if self._deployment is not None:
+            from den.client import remote
+
+            remote.redeploy_after_save(self)
+        return self
+
     def to(
         self,
         system: Cluster | str | None,
         env: Env | str | list[str] | dict[str, Any] | None = None,
     ) -> Self:
-        """Set the cluster (a :class:`Cluster` or its address) and, optionally, the env
-        to run in (an :class:`Env`, its address, or a list of pip requirements).
+        """Send this function or class to a cluster (a :class:`Cluster` or its address)
+        to run there, optionally in an env (an :class:`Env`, its address, or a list of
+        pip requirements). Returns ``self``, whose calls now run on the cluster.
 
-        Returns ``self``. Saving records them; the code itself is sent to the
-        cluster by the remote-execution layer.
+        When den reports the cluster up, its code goes at once: the project
+        directory of its module, bundled (``.gitignore`` respected) and uploaded
+        once per content; a function defined in ``__main__`` or a notebook goes by
+        value. Otherwise it goes at the first call. Saving records the cluster and
+        env, so teammates can call it by name.
         """
         self.system = system
         if env is not None:
@@ -829,10 +854,15 @@ class Runnable(Resource):
         return self
 
     def _send_to_system(self) -> None:
-        """Hook for sending code and env to the cluster (see :mod:`den.client.remote`)."""
+        """Send code and env to the cluster now, if it is up (see :mod:`den.client.remote`)."""
         from den.client import remote
 
         remote.deploy(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_deployment"] = None  # daemon handles belong to this process
+        return state
 
 
 def _from_fields(cls: type[R], fields: dict[str, Any]) -> R:
@@ -910,6 +940,12 @@ class Function(Runnable):
 
         return remote.call(self, None, args, kwargs)
 
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function (see :meth:`__call__`) without blocking the event loop."""
+        import asyncio
+
+        return await asyncio.to_thread(self.__call__, *args, **kwargs)
+
 
 class Module(Runnable):
     """A Python class saved by reference: its ``pointers``, and in ``signature`` its
@@ -949,15 +985,58 @@ class Module(Runnable):
             return _inspect.Signature([])
         return introspect.signature_from_json(init)
 
+    @property
+    def is_instance(self) -> bool:
+        """True for a remote instance (made by calling a module on a cluster)."""
+        return bool(self.__dict__.get("data", {}).get("instance"))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Make an instance: locally if this wraps a local class and has no cluster."""
-        if self.cls is not None and self.system is None:
-            return self.cls(*args, **kwargs)
-        if self.signature_data:
-            self.signature.bind(*args, **kwargs)
+        """Make an instance: locally if this wraps a local class and has no cluster,
+        else on the cluster, returning a remote instance whose methods run there.
+
+        ``name="..."`` (when the constructor takes no ``name``) names the remote
+        instance and saves it, so it can be shared and loaded by name with its
+        state. Calling a remote instance calls its ``__call__`` method.
+        """
         from den.client import remote
 
-        return remote.call(self, "__init__", args, kwargs)
+        if self.is_instance:
+            return remote.call(self, "__call__", args, kwargs)
+        if self.cls is not None and self.system is None:
+            return self.cls(*args, **kwargs)
+        name: str | None = None
+        if "name" in kwargs and "name" not in self._init_parameters():
+            name = str(kwargs.pop("name"))
+        if self.signature_data:
+            self.signature.bind(*args, **kwargs)
+        return remote.instantiate(self, args, kwargs, name=name)
+
+    def _init_parameters(self) -> set[str]:
+        init = (self.signature_data or {}).get("init") or {}
+        return {str(param.get("name")) for param in init.get("parameters") or []}
+
+    def method(self, name: str) -> remote.MethodHandle:
+        """A handle on a method of this remote instance (for names that attributes of
+        the resource itself hide, such as ``version`` or ``save``)."""
+        from den.client import remote
+
+        if not self.is_instance:
+            raise WrongType(
+                f"{self!r} is a class; make an instance on its cluster first "
+                "(instance = module(...)) and call its methods.",
+            )
+        return remote.MethodHandle(self, name)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes the object does not have: remote methods.
+        if name.startswith("_") or not self.is_instance:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        methods = (self.__dict__.get("signature_data") or {}).get("methods")
+        if methods and name not in methods:
+            raise AttributeError(
+                f"{self!r} has no method {name!r}; its methods: {', '.join(sorted(methods))}"
+            )
+        return self.method(name)
 
 
 # -- loading -------------------------------------------------------------------------
