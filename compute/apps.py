@@ -12,3 +12,4 @@ class ComputeConfig(AppConfig):
         # and its Django-aware task class (``delay_on_commit``). ``den`` itself
         # is the client package and must not import Celery.
         import den.celery  # noqa: F401
+        from compute import signals  # noqa: F401

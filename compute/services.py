@@ -418,6 +418,22 @@ def cluster_run_teardown(*, state_id: int, claim: str) -> bool:
     )
 
 
+def cluster_release_deleted(*, state: ClusterState) -> None:
+    """A cluster resource is being deleted (its state row goes with it): tear
+    down whatever still runs, once the deletion commits. The task gets the
+    backend's handles by value, since no row will be left to load them from."""
+    if state.status in (S.DOWN, S.TERMINATED) or not state.backend:
+        return
+    from compute import tasks
+
+    tasks.cluster_release.delay_on_commit(state.backend, str(state.resource_id), state.handles)
+
+
+def cluster_run_release(*, backend: str, cluster_key: str, handles: dict[str, Any]) -> None:
+    """Tear down the remains of a deleted cluster (its daemon, its folder)."""
+    get_backend(backend).teardown(cluster_key, handles, lambda *args, **kwargs: None)
+
+
 # The sweep ---------------------------------------------------------------------------
 
 

@@ -77,6 +77,17 @@ def cluster_teardown(self: Any, state_id: int) -> str:
     return "done" if done else "skipped"
 
 
+@shared_task(name="compute.cluster_release", bind=True, acks_late=True,
+             max_retries=MAX_RETRIES)
+def cluster_release(self: Any, backend: str, cluster_key: str, handles: dict[str, Any]) -> None:
+    """Tear down what a deleted cluster left running (idempotent: a backend's
+    teardown of nothing does nothing)."""
+    try:
+        services.cluster_run_release(backend=backend, cluster_key=cluster_key, handles=handles)
+    except TRANSIENT as exc:
+        raise _retry(self, exc) from exc
+
+
 @shared_task(name="compute.sweep_clusters", acks_late=True, ignore_result=True)
 def sweep_clusters() -> dict[str, int]:
     """Beat task: mark silent clusters unreachable, stop idle ones, fail lost starts.

@@ -202,6 +202,7 @@ def up_cluster(celery_worker, make_cluster, people) -> Iterator[Callable[..., Re
     yield up
     from compute import services
 
+    made = [r for r in made if r.pk is not None]  # a test may have deleted some
     for resource in made:
         if state_of(resource).status != "terminated":
             services.cluster_request_teardown(actor=alice, resource=resource)

@@ -120,3 +120,14 @@ def test_a_failed_start_says_why(celery_worker, make_cluster, people):
         state = wait_status(cpu, "failed", worker=celery_worker)
     assert "exited" in state.message
     assert not ApiToken.objects.filter(cluster=cpu, revoked_at__isnull=True).exists()
+
+
+def test_deleting_an_up_cluster_stops_its_daemon(up_cluster, celery_worker, people):
+    from registry import services as registry_services
+
+    cpu = up_cluster("doomed")
+    pid = state_of(cpu).handles["pid"]
+    folder = celery_worker.cluster_dir(cpu)
+    registry_services.resource_delete(actor=people["users"]["alice"], resource=cpu)
+    wait_for(lambda: not _pid_alive(pid), 20, what="the deleted cluster's daemon to exit")
+    wait_for(lambda: not folder.exists(), 10, what="its folder to be removed")
