@@ -1,0 +1,86 @@
+"""Code the end-to-end tests send to clusters. No Django here: env workers on the
+node import this module from the uploaded code bundle."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import pathlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+
+
+def add(a: int, b: int = 1) -> int:
+    """Add two numbers on the cluster."""
+    return a + b
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def crash() -> None:
+    """Kill the worker process running this call."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def chatty(release: str) -> str:
+    """Print, then wait until the file ``release`` exists."""
+    print("working on it", flush=True)
+    deadline = time.monotonic() + 30
+    while not pathlib.Path(release).exists():
+        if time.monotonic() > deadline:
+            return "timed out"
+        time.sleep(0.05)
+    print("done", flush=True)
+    return "released"
+
+
+def countdown(n: int) -> Iterator[int]:
+    yield from range(n, 0, -1)
+
+
+async def slow_double(x: int) -> int:
+    await asyncio.sleep(0.01)
+    return 2 * x
+
+
+def what_env() -> dict[str, object]:
+    """What the env this runs in looks like."""
+    return {
+        "which": os.environ.get("WHICH"),
+        "has_tabulate": importlib.util.find_spec("tabulate") is not None,
+        "prefix": sys.prefix,
+    }
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+class Counter:
+    """A counter that lives on the cluster."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.value = start
+
+    def add(self, n: int = 1) -> int:
+        """Add n and return the new value."""
+        self.value += n
+        return self.value
+
+    def get(self) -> int:
+        return self.value
+
+
+class TouchOnUnpickle:
+    """Unpickling this creates a file: proof of whether anything was unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
