@@ -652,7 +652,7 @@ def bring_up(cluster: Cluster, *, timeout: float = 600.0, quiet: bool = False) -
         for event in _new_events(session, address, seen):
             seen = max(seen, int(event["id"]))
             _say(quiet, address, str(event.get("message") or event.get("kind")))
-        if state != printed:
+        if state != printed and (asked or state != "down"):
             _say(quiet, address, f"status: {state}")
             printed = state
         if state == "up":
