@@ -4,6 +4,9 @@ streaming and envs, all through the client (``den.*``)."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import textwrap
 import threading
 import time
 
@@ -128,6 +131,7 @@ def test_errors_crashes_and_streamed_output(team, cleanup_clusters, capsys, tmp_
     assert crashed.value.exit_code == -9
     assert isinstance(crashed.value, den.DenError)
     assert add(1, 2) == 3  # the worker was restarted
+    assert asyncio.run(add.acall(2, 2)) == 4
 
     # Output arrives while the call still runs: the call waits for a file this
     # test creates only once it has seen the output.
@@ -174,3 +178,33 @@ def test_cluster_not_up_says_how_to_bring_it_up(team, cleanup_clusters):
         add(1)
     cpu.up_if_not(timeout=60, quiet=True)
     assert add(1) == 2
+
+
+def test_code_bundles_respect_gitignore_and_the_size_cap(team, cleanup_clusters, tmp_path,
+                                                          monkeypatch):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'proj'\n")
+    (project / "bigmod.py").write_text(textwrap.dedent("""
+        import pathlib
+
+        def files():
+            here = pathlib.Path(__file__).parent
+            return sorted(p.name for p in here.iterdir())
+    """))
+    with open(project / "weights.bin", "wb") as big:  # sparse: 60 MB on paper
+        big.truncate(60 * 1024 * 1024)
+    monkeypatch.syspath_prepend(str(project))
+    import bigmod  # type: ignore[import-not-found]
+
+    team.login("alice")
+    cpu = up_cluster("bundles", cleanup_clusters)
+    with pytest.raises(den.ValidationError, match="code bundle limit") as too_big:
+        den.function(bigmod.files).to(cpu)
+    assert "weights.bin" in str(too_big.value) and ".gitignore" in str(too_big.value)
+
+    (project / ".gitignore").write_text("*.bin\n")
+    files = den.function(bigmod.files).to(cpu)
+    assert [name for name in files() if name != "__pycache__"] == [
+        ".gitignore", "bigmod.py", "pyproject.toml"]
+    sys.modules.pop("bigmod", None)
