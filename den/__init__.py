@@ -6,7 +6,9 @@ YAML and :mod:`inspect` are imported only when first needed.
 
     import den
     den.login(url="http://127.0.0.1:8000", token="den_...")
-    train = den.function(train).to(den.cluster(name="cpu", provider="local"))
+    cpu = den.cluster(name="cpu", provider="local").up_if_not()
+    train = den.function(train).to(cpu)
+    train(data)                                 # runs on the cluster
     train.save()                                # -> /alice/train
     train.share("bob@example.com")
     fn = den.load("http://127.0.0.1:8000/alice/train")   # as bob

@@ -412,8 +412,6 @@ def _deploy_to(session: Session, resource: Runnable, url: str) -> Deployment:
     name, address = _target_name(session, resource)
     try:
         spec, root = _build_spec(session, node, resource, address)
-    except DenError:
-        raise
     except Exception as exc:
         raise _translate(exc, _describe(resource)) from None
     return _put(session, resource, url, name, spec, root)
