@@ -32,6 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--admin-username", default=os.environ.get("DEN_ADMIN_USERNAME", "admin"))
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self._derive_public_url(options["bind"])
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         self._ensure_admin(options["admin_username"], options["bind"])
@@ -45,6 +46,18 @@ class Command(BaseCommand):
                     worker.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     worker.kill()
+
+    def _derive_public_url(self, bind: str) -> None:
+        """Without DEN_PUBLIC_URL, den is where it listens: resource URLs,
+        invitation links and the address daemons call back on follow --bind."""
+        if os.environ.get("DEN_PUBLIC_URL"):
+            return
+        host, _, port = bind.rpartition(":")
+        if host in ("0.0.0.0", "", "[::]"):  # a wildcard is not an address to call back on
+            host = "127.0.0.1"
+        url = f"http://{host}:{port}"
+        os.environ["DEN_PUBLIC_URL"] = url  # for the Celery worker started below
+        settings.DEN_PUBLIC_URL = url
 
     def _ensure_admin(self, username: str, bind: str) -> None:
         users = get_user_model()
