@@ -3,6 +3,7 @@ browser) against a live den server on the test PostgreSQL database."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -37,8 +38,22 @@ def artifacts_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+@pytest.fixture(scope="module")
 def chromium():
+    """Chromium under Playwright, for one test module.
+
+    Playwright's sync API marks its event loop as running in this thread for
+    as long as it is started, so any later ``asyncio.run()`` in the same
+    worker fails. Starting and stopping it per module confines that loop to
+    the browser tests, and the check after stopping makes sure none is left.
+    """
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test does)"
         if os.environ.get("CI"):
@@ -50,6 +65,10 @@ def chromium():
         )
         yield browser
         browser.close()
+    left = _running_loop()
+    if left is not None:
+        asyncio._set_running_loop(None)  # so the tests after this one still run
+        pytest.fail(f"Playwright left an event loop running after it stopped: {left!r}")
 
 
 @pytest.fixture
