@@ -40,6 +40,7 @@ from compute.backends import (
 )
 from compute.models import ClusterEvent, ClusterState, ClusterStatus
 from registry import credentials
+from registry.authcache import bump_access_epoch
 from registry.errors import DenError, InvalidInput, PermissionDenied
 from registry.models import ApiToken, Resource, ResourceType, TokenScope
 from registry.services import audit_record
@@ -127,9 +128,12 @@ def _finish(state_id: int, *, status: str, claim: str, to: str, **fields: Any) -
 def _revoke_cluster_tokens(resource: Resource) -> int:
     """Revoke every live token of this cluster: a stopped daemon must not keep
     a credential, and a restarted one gets a fresh token."""
-    return ApiToken.objects.filter(cluster=resource, revoked_at__isnull=True).update(
+    revoked = ApiToken.objects.filter(cluster=resource, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    if revoked:
+        bump_access_epoch()  # update() sends no signal: invalidate cached lookups here
+    return revoked
 
 
 def _mint_cluster_token(state: ClusterState) -> str:

@@ -35,7 +35,8 @@ def resource_list(
 ) -> QuerySet[Resource]:
     """What the caller may find, filtered: by type, owner, text in name or
     description, visibility, or only what others shared with them."""
-    queryset = restrict_listable(Resource.objects.all(), caller).select_related("owner")
+    # Lists never show configs (up to 1 MiB each): leave them in the database.
+    queryset = restrict_listable(Resource.objects.defer("config"), caller).select_related("owner")
     if type:
         if type not in ResourceType.values:
             raise InvalidInput(f"Unknown resource type {type!r}.", field="type")
@@ -60,6 +61,30 @@ def resource_list(
 def resource_get(*, caller: Caller, address: str, level: int = AccessLevel.READ) -> Resource:
     """The resource at ``address``, for an action needing ``level``."""
     return access_resource(caller, address, level)
+
+
+def resource_access_check(*, caller: Caller, address: str, level: int) -> str:
+    """May the caller act on ``address`` at ``level``? Answers the caller's
+    effective level, or raises as ``access_resource`` does. For token callers
+    the answer is cached briefly, as daemons ask before every call; see
+    ``registry.authcache``."""
+    from registry import authcache, errors
+
+    if caller.token is None:
+        return AccessLevel(access_resource(caller, address, level).access_level or 0).label
+    key = f"den:check:{caller.token.token_hash}:{level}:{address}"
+    epoch, answer = authcache.cached(key)
+    if answer is None:
+        try:
+            resource = access_resource(caller, address, level)
+            answer = ("ok", AccessLevel(resource.access_level or 0).label)
+        except errors.DenError as exc:
+            answer = ("error", type(exc).__name__, exc.message, exc.code)
+        authcache.remember(key, epoch, answer)
+    if answer[0] == "ok":
+        return str(answer[1])
+    error_class = getattr(errors, answer[1])
+    raise error_class(answer[2], code=answer[3])
 
 
 def resource_versions(*, resource: Resource) -> QuerySet[ResourceVersion]:

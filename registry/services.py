@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from registry import credentials
+from registry import authcache, credentials
 from registry.errors import (
     AlreadyExists,
     InvalidInput,
@@ -387,13 +387,13 @@ def token_authenticate(*, plain: str) -> ApiToken:
     if not credentials.token_is_well_formed(plain):
         raise NotAuthenticated("This is not a den token: its format or checksum is wrong.",
                                code="authentication_failed")
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(token_hash=credentials.hash_token(plain))
-        .first()
-    )
+    token_hash = credentials.hash_token(plain)
+    epoch, token = authcache.cached(f"den:token:{token_hash}")
     if token is None:
-        raise NotAuthenticated("Unknown token.", code="authentication_failed")
+        token = ApiToken.objects.select_related("user").filter(token_hash=token_hash).first()
+        if token is None:
+            raise NotAuthenticated("Unknown token.", code="authentication_failed")
+        authcache.remember(f"den:token:{token_hash}", epoch, token)
     now = timezone.now()
     if token.revoked_at is not None:
         raise NotAuthenticated("This token was revoked; create a new one.",
@@ -408,6 +408,7 @@ def token_authenticate(*, plain: str) -> ApiToken:
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
+        authcache.remember(f"den:token:{token_hash}", epoch, token)
     return token
 
 

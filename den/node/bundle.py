@@ -131,6 +131,13 @@ def project_files(root: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     return files
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def bundle_project(path: str | os.PathLike[str],
                    max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, bytes]:
     """Tar and gzip a project directory; return ``(sha256 hex, bytes)``.
@@ -139,7 +146,7 @@ def bundle_project(path: str | os.PathLike[str],
     than ``max_bytes`` (before compression).
     """
     files = project_files(path)
-    sizes = [(p.stat().st_size, rel) for rel, p in files]
+    sizes = [(_size(p), rel) for rel, p in files]
     total = sum(s for s, _ in sizes)
     if total > max_bytes:
         biggest = sorted(sizes, reverse=True)[:5]
@@ -153,12 +160,17 @@ def bundle_project(path: str | os.PathLike[str],
     with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel, file_path in files:
-            st = file_path.stat()
+            # Read each file once, so one written or deleted while we bundle
+            # (an editor's temp file, a test's scratch file) cannot tear the tar.
+            try:
+                st = file_path.stat()
+                content = file_path.read_bytes()
+            except FileNotFoundError:
+                continue
             info = tarfile.TarInfo(rel)
-            info.size = st.st_size
+            info.size = len(content)
             info.mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
             info.mtime = 0
-            with open(file_path, "rb") as fh:
-                tar.addfile(info, fh)
+            tar.addfile(info, io.BytesIO(content))
     data = raw.getvalue()
     return hashlib.sha256(data).hexdigest(), data

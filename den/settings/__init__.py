@@ -73,6 +73,10 @@ DEN_ANONYMOUS_READ_PUBLIC = env_bool("DEN_ANONYMOUS_READ_PUBLIC", False)
 DEN_TOKEN_DEFAULT_EXPIRY_DAYS = int(env("DEN_TOKEN_DEFAULT_EXPIRY_DAYS", "90"))
 DEN_INVITATION_EXPIRY_DAYS = int(env("DEN_INVITATION_EXPIRY_DAYS", "14"))
 DEN_MAX_CONFIG_BYTES = 1024 * 1024
+# How long token lookups and access answers may be served from the cache. Any
+# change to access invalidates them at once (registry/authcache.py); this only
+# bounds how long a missed invalidation could last.
+DEN_AUTH_CACHE_SECONDS = int(env("DEN_AUTH_CACHE_SECONDS", "30"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -178,7 +182,12 @@ CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}
         if _redis_url
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        # Files, not process memory: the web workers must see each other's
+        # invalidations (registry/authcache.py).
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DEN_HOME / "cache"),
+        }
     )
 }
 

@@ -74,12 +74,10 @@ class AuthCheckView(DenAPIView):
             raise InvalidInput("level must be read, write or owner.", field="level")
         if not address:
             return Response({"username": request.user.username, "level": None})
-        resource = selectors.resource_get(
+        level = selectors.resource_access_check(
             caller=self.caller, address=address, level=AccessLevel.from_name(level_name)
         )
-        return Response(
-            {"username": request.user.username, "level": AccessLevel(resource.access_level).label}
-        )
+        return Response({"username": request.user.username, "level": level})
 
 
 class MeView(DenAPIView):

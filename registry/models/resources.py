@@ -65,6 +65,8 @@ class Resource(models.Model):
 
     #: The caller's effective level, set by ``registry.access.access_resource``.
     access_level: int | None = None
+    #: The caller's grant level (0 for none), set alongside ``access_level``.
+    grant_level: int | None = None
 
     class Meta:
         constraints = [
