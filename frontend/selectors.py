@@ -2,7 +2,8 @@
 starts from the access layer (``registry.selectors.resource_list``, which
 applies ``restrict_listable``) or from a resource already fetched through
 ``registry.access``; none filters resources by user on its own. They are
-candidates to move into ``registry.selectors``."""
+candidates to move into ``registry.selectors``. A cluster's runtime comes
+from ``compute.selectors``, for a resource the page already fetched."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, QuerySet, Subquery
 
+from compute import selectors as compute_selectors
 from frontend.pagination import Page, keyset_page
 from registry import selectors
 from registry.access import Caller
@@ -88,3 +90,24 @@ def version_page(*, resource: Resource, cursor: str | None, size: int) -> Page:
 def audit_page(*, caller: Caller, resource: Resource, cursor: str | None, size: int) -> Page:
     events: QuerySet[AuditEvent] = selectors.audit_list(caller=caller, resource=resource)
     return keyset_page(events, cursor=cursor, size=size, fields=("id",))
+
+
+CLUSTER_EVENTS_SHOWN = 20
+
+
+@dataclass
+class ClusterRuntime:
+    """What a cluster's page shows: its state and its latest events, newest first."""
+
+    state: Any
+    events: list[Any]
+
+
+def cluster_runtime(*, resource: Resource, events: int = CLUSTER_EVENTS_SHOWN) -> ClusterRuntime:
+    """The cluster's runtime state and latest events, in two queries (one when
+    it was never brought up), however long its event log."""
+    state = compute_selectors.cluster_state_get(resource=resource)
+    if state.pk is None:
+        return ClusterRuntime(state=state, events=[])
+    latest = compute_selectors.cluster_events(resource=resource).order_by("-id")[:events]
+    return ClusterRuntime(state=state, events=list(latest))

@@ -3,7 +3,7 @@ address (``/<owner>/<name>``), and pages about it hang under ``/-/``."""
 
 from django.urls import path, re_path
 
-from frontend.views import auth, home, resources, settings
+from frontend.views import auth, clusters, home, resources, settings
 
 app_name = "frontend"
 
@@ -57,6 +57,17 @@ urlpatterns = [
         rf"^{ADDRESS}/-/visibility$", resources.VisibilityView.as_view(), name="resource-visibility"
     ),
     re_path(rf"^{ADDRESS}/-/delete$", resources.DeleteView.as_view(), name="resource-delete"),
+    re_path(rf"^{ADDRESS}/-/cluster$", clusters.ClusterLiveView.as_view(), name="cluster"),
+    re_path(rf"^{ADDRESS}/-/cluster/up$", clusters.ClusterUpView.as_view(), name="cluster-up"),
+    re_path(rf"^{ADDRESS}/-/cluster/stop$", clusters.ClusterStopView.as_view(), name="cluster-stop"),
+    re_path(
+        rf"^{ADDRESS}/-/cluster/teardown$", clusters.ClusterTeardownView.as_view(),
+        name="cluster-teardown",
+    ),
+    re_path(
+        rf"^{ADDRESS}/-/cluster/autostop$", clusters.ClusterAutostopView.as_view(),
+        name="cluster-autostop",
+    ),
     re_path(rf"^{ADDRESS}$", resources.ResourceDetailView.as_view(), name="resource"),
     re_path(rf"^{OWNER}$", home.NamespaceView.as_view(), name="namespace"),
 ]

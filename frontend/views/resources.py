@@ -14,9 +14,10 @@ from frontend import selectors as page_selectors
 from frontend.diffs import pretty_json, side_by_side
 from frontend.snippets import load_snippets
 from frontend.views.base import FORM_ERROR_STATUS, OWNER, READ, WRITE, ResourcePageView
+from frontend.views.clusters import cluster_context
 from registry import selectors, services
 from registry.errors import DenError
-from registry.models import Resource, Visibility
+from registry.models import Resource, ResourceType, Visibility
 
 VERSIONS_PAGE_SIZE = 50
 AUDIT_PAGE_SIZE = 50
@@ -32,7 +33,8 @@ def page_url(resource: Resource, name: str, **kwargs: Any) -> str:
 
 
 class ResourceDetailView(ResourcePageView):
-    """The resource's page: what it is, its config, and how to load it."""
+    """The resource's page: what it is, its config, and how to load it; for a
+    cluster, also its live state (``frontend.views.clusters``)."""
 
     def get(self, request: HttpRequest, address: str) -> HttpResponse:
         resource = self.resource(READ)
@@ -42,6 +44,8 @@ class ResourceDetailView(ResourcePageView):
             snippets=load_snippets(resource),
             versions=page_selectors.recent_versions(resource=resource),
         )
+        if resource.type == ResourceType.CLUSTER:
+            context.update(cluster_context(resource, may_write=context["may_write"]))
         return self.render_page("frontend/resources/detail.html", context)
 
 
