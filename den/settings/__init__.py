@@ -130,8 +130,10 @@ def _database() -> dict[str, Any]:
         import dj_database_url
 
         # Persistent connections: a new PostgreSQL connection per request would
-        # cost more than the request itself.
-        config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+        # cost more than the request itself. No per-request health check (a
+        # round trip on every request, Django's default is off too): after a
+        # database restart each worker fails one request, then reconnects.
+        config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=False)
         return dict(config)
     DEN_HOME.mkdir(parents=True, exist_ok=True)
     return {

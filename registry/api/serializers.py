@@ -94,12 +94,41 @@ class ResourceSerializer(serializers.Serializer):
         level = getattr(resource, "access_level", None)
         return AccessLevel(level).label if level is not None else None
 
+    def to_representation(self, resource: Any) -> dict[str, Any]:
+        # The hot path of the API: build the body directly instead of
+        # deep-copying eleven field objects per response. Same shape as the
+        # declared fields above, which the OpenAPI schema is generated from.
+        return {
+            "address": resource.address,
+            "type": resource.type,
+            "owner": resource.owner.username,
+            "visibility": resource.visibility,
+            "description": resource.description,
+            "version": resource.version,
+            "config": resource.config,
+            "access_level": self.get_access_level(resource),
+            "url": resource.url,
+            "created_at": _iso(resource.created_at),
+            "updated_at": _iso(resource.updated_at),
+        }
+
+
+def _iso(value: Any) -> str:
+    """DRF's datetime format: ISO 8601 with 'Z' for UTC."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
 
 class ResourceListItemSerializer(ResourceSerializer):
     """List items leave the config out: it may be up to 1 MiB each."""
 
     config = None  # type: ignore[assignment]
     access_level = None  # type: ignore[assignment]
+
+    def to_representation(self, resource: Any) -> dict[str, Any]:
+        body = super().to_representation(resource)
+        del body["config"], body["access_level"]
+        return body
 
 
 class VersionSerializer(serializers.Serializer):
