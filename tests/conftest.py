@@ -10,6 +10,8 @@ from rest_framework.test import APIClient
 
 from tests.factories import UserFactory, make_token
 
+pytest_plugins = ["tests.celery_worker"]
+
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings):

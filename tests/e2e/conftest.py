@@ -13,7 +13,7 @@ import pytest
 import den
 from den.client import remote
 from den.client import session as den_session
-from tests.compute.conftest import celery_worker, wait_for  # noqa: F401  (fixtures)
+from tests.celery_worker import wait_for
 from tests.factories import make_token
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +74,7 @@ def team(server) -> Team:
 
 
 @pytest.fixture
-def cleanup_clusters(team, celery_worker) -> Iterator[Callable[[str], None]]:  # noqa: F811
+def cleanup_clusters(team, celery_worker) -> Iterator[Callable[[str], None]]:
     """Register cluster addresses; each is torn down after the test, whatever happened."""
     addresses: list[str] = []
     yield addresses.append

@@ -12,10 +12,9 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from compute import services as compute_services
-from compute import tasks
 from compute.models import ClusterEvent, ClusterState
 from registry.models import AccessGrant, AccessLevel
-from tests.compute.conftest import celery_worker, state_of, wait_status  # noqa: F401 (fixture)
+from tests.compute.conftest import state_of, wait_status
 from tests.factories import PASSWORD, ResourceFactory, UserFactory
 from tests.frontend.browser.conftest import sign_in
 
@@ -33,27 +32,10 @@ def cluster(live):
     return {"alice": alice, "rita": rita, "cpu": cpu}
 
 
-def _set_routes(routes) -> None:
-    app = tasks.cluster_up._get_app()
-    app.conf.task_routes = routes
-    app.amqp.flush_routes()
-    app.amqp.__dict__.pop("router", None)  # a cached property holding the old routes
-
-
 @pytest.fixture
-def worker(request):
-    """The compute tests' real Celery worker, for one test.
-
-    Importing ``celery_worker`` here makes a session fixture of its own, and
-    each such worker sends this process's compute tasks to its queue. Put the
-    routes back afterwards, so that compute tests running later in this
-    process keep talking to their own worker (whose DEN_HOME they inspect).
-    """
-    before = tasks.cluster_up._get_app().conf.task_routes
-    worker = request.getfixturevalue("celery_worker")
-    _set_routes({"compute.*": {"queue": worker.queue}})
-    yield worker
-    _set_routes(before)
+def worker(celery_worker):
+    """The session's real Celery worker (tests/celery_worker.py)."""
+    return celery_worker
 
 
 def status_badge(page):

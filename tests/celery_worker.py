@@ -1,0 +1,145 @@
+"""A real Celery worker for the whole test session, shared by every suite
+that needs one (compute, e2e, browser): one ``celery -A den worker`` on the
+test database, consuming a queue of its own (``compute-test-<random>``) so
+that other runs sharing the same Redis never take its messages, and whose
+local node daemons call back into pytest-django's live server.
+
+Registered as a plugin in ``tests/conftest.py``, so there is exactly one
+worker and one task route per session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from compute import tasks
+from registry.models import Resource
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _route_compute_tasks(queue: str) -> None:
+    """Send this process's compute tasks to ``queue`` (the test worker's own)."""
+    app = tasks.cluster_up._get_app()
+    app.conf.task_routes = {"compute.*": {"queue": queue}}
+    app.amqp.flush_routes()
+    app.amqp.__dict__.pop("router", None)  # a cached property holding the old routes
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1,
+             what: str = "condition") -> Any:
+    """Poll until ``predicate()`` is truthy; return its value or fail saying what."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] or ""
+    if db.get("PASSWORD"):
+        auth += f":{db['PASSWORD']}"
+    host = f"{auth}@{db['HOST']}" if auth else db["HOST"]
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{host}{port}/{db['NAME']}"
+
+
+def node_processes(home: Path) -> dict[int, list[str]]:
+    """Node daemons started under ``home`` (our test DEN_HOME): pid -> argv."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if "den.node" in args and any(str(home) in a for a in args):
+            found[int(entry.name)] = args
+    return found
+
+
+class Worker:
+    def __init__(self, home: Path, queue: str, process: subprocess.Popen, log: Path) -> None:
+        self.home = home
+        self.queue = queue
+        self.process = process
+        self.log_path = log
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def cluster_dir(self, resource: Resource) -> Path:
+        return self.home / "clusters" / str(resource.pk)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_factory
+                  ) -> Iterator[Worker]:
+    """One real ``celery -A den worker`` for the session, on the test database,
+    whose local daemons use the live server as their den."""
+    if connection.vendor != "postgresql":
+        pytest.skip("compute tests need PostgreSQL (run them through scripts/test)")
+    base = tmp_path_factory.mktemp("compute")
+    home = base / "home"
+    home.mkdir()
+    queue = f"compute-test-{uuid.uuid4().hex[:10]}"
+    _route_compute_tasks(queue)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEN_NODE_")}
+    env.update({
+        "DATABASE_URL": _database_url(),
+        "DEN_HOME": str(home),
+        "DEN_SECRET_KEY": django_settings.SECRET_KEY,
+        "DEN_ENCRYPTION_KEY": ",".join(django_settings.DEN_ENCRYPTION_KEYS),
+        "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
+        "DEN_CLUSTER_DEN_URL": live_server.url,
+        "DEN_CLUSTER_HEARTBEAT_SECONDS": "0.5",
+        "DEN_CLUSTER_AUTH_CACHE_SECONDS": "1",
+        "DEN_CLUSTER_START_TIMEOUT": "30",
+        "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+    })
+    log = base / "worker.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "den", "worker", "-Q", queue,
+             "--concurrency", "2", "--pool", "prefork", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "--hostname", f"{queue}@%h", "--loglevel", "INFO"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+        )
+    worker = Worker(home, queue, process, log)
+    try:
+        wait_for(lambda: "ready." in worker.log() or process.poll() is not None, 60,
+                 what="the Celery worker to start")
+        if process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited:\n{worker.log()}")
+        yield worker
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        # Daemons outlive the worker by design; end the ones this session started.
+        for pid in node_processes(home):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        _route_compute_tasks("compute")
