@@ -98,19 +98,25 @@ class ResourceSerializer(serializers.Serializer):
         # The hot path of the API: build the body directly instead of
         # deep-copying eleven field objects per response. Same shape as the
         # declared fields above, which the OpenAPI schema is generated from.
-        return {
-            "address": resource.address,
-            "type": resource.type,
-            "owner": resource.owner.username,
-            "visibility": resource.visibility,
-            "description": resource.description,
-            "version": resource.version,
-            "config": resource.config,
-            "access_level": self.get_access_level(resource),
-            "url": resource.url,
-            "created_at": _iso(resource.created_at),
-            "updated_at": _iso(resource.updated_at),
-        }
+        body = _resource_summary(resource)
+        body["config"] = resource.config
+        body["access_level"] = self.get_access_level(resource)
+        return body
+
+
+def _resource_summary(resource: Any) -> dict[str, Any]:
+    """A resource without its config (lists defer it) or the caller's level."""
+    return {
+        "address": resource.address,
+        "type": resource.type,
+        "owner": resource.owner.username,
+        "visibility": resource.visibility,
+        "description": resource.description,
+        "version": resource.version,
+        "url": resource.url,
+        "created_at": _iso(resource.created_at),
+        "updated_at": _iso(resource.updated_at),
+    }
 
 
 def _iso(value: Any) -> str:
@@ -126,9 +132,7 @@ class ResourceListItemSerializer(ResourceSerializer):
     access_level = None  # type: ignore[assignment]
 
     def to_representation(self, resource: Any) -> dict[str, Any]:
-        body = super().to_representation(resource)
-        del body["config"], body["access_level"]
-        return body
+        return _resource_summary(resource)
 
 
 class VersionSerializer(serializers.Serializer):

@@ -235,3 +235,12 @@ def test_admin_creates_users_and_refuses_reserved_names(client, django_user_mode
     response = client.post("/admin/registry/user/add/", form)
     assert response.status_code == 302
     assert django_user_model.objects.filter(username="dora", email="s@example.com").exists()
+
+
+def test_listing_costs_the_same_queries_for_many_resources(alice_api, django_assert_max_num_queries):
+    for i in range(30):
+        alice_api.post("/api/v1/resources", {"address": f"/alice/r{i}", "type": "env",
+                                             "config": {"reqs": ["x"] * 10}}, format="json")
+    with django_assert_max_num_queries(3):  # token (cached or not), the page, nothing per row
+        page = alice_api.get("/api/v1/resources?limit=30").json()
+    assert len(page["results"]) == 30 and "config" not in page["results"][0]
