@@ -228,6 +228,31 @@ def access_resource(caller: Caller, address: str, level: int) -> Resource:
     return resource
 
 
+def access_system_of(caller: Caller, callable_resource: Resource) -> Resource:
+    """The cluster a function or module runs on (its config's ``system``), for
+    a caller who may read the function or module.
+
+    Sharing a function shares the right to call it where it runs, so the
+    caller may see its cluster's runtime (daemon URL, status) when the cluster
+    belongs to the function's owner, even without access to the cluster
+    itself; calls are still checked by the daemon against the function's
+    address. A cluster of anyone else needs the caller's own read access, so
+    a writer cannot point a function at a stranger's cluster to peek at it.
+    """
+    system = (callable_resource.config or {}).get("system")
+    if not isinstance(system, str) or not system:
+        raise NotFound(f"{callable_resource.address} is not set to run on a cluster.")
+    try:
+        return access_resource(caller, system, READ)
+    except NotFound:
+        owner, _ = parse_address(system)
+        if owner != callable_resource.owner.username:
+            raise
+    cluster = access_resource(Caller(user=callable_resource.owner), system, READ)
+    cluster.access_level = READ  # what the caller gets: seeing it, not managing it
+    return cluster
+
+
 def may_create_in_namespace(caller: Caller, owner: str) -> bool:
     """Only a user (with a write-capable credential) creates in their own namespace."""
     return (

@@ -22,9 +22,10 @@ from rest_framework.response import Response
 from compute import selectors, services
 from compute.api import serializers as s
 from compute.api.streaming import EventStreamRenderer, cluster_event_stream
+from registry.access import access_system_of
 from registry.api.base import ResourceAPIView
 from registry.errors import InvalidInput
-from registry.models import AccessLevel, Resource
+from registry.models import AccessLevel, Resource, ResourceType
 
 READ, WRITE = AccessLevel.READ, AccessLevel.WRITE
 
@@ -51,11 +52,17 @@ def _state_response(resource: Resource, code: int = status.HTTP_200_OK) -> Respo
 
 
 class ClusterView(ClusterAPIView):
-    """The cluster's runtime status."""
+    """The cluster's runtime status. Asked about a function or module, it
+    answers for the cluster that runs it (``registry.access.access_system_of``),
+    so whoever may call a shared function can find its daemon."""
 
     @extend_schema(responses={200: s.ClusterStateSerializer})
     def get(self, request: Request, address: str) -> Response:
-        return _state_response(self.cluster(READ))
+        resource = self.resource(READ)
+        if resource.type in (ResourceType.FUNCTION, ResourceType.MODULE):
+            return _state_response(access_system_of(self.caller, resource))
+        services.require_cluster(resource)
+        return _state_response(resource)
 
 
 class ClusterActionView(ClusterAPIView):

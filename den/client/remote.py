@@ -152,11 +152,21 @@ def _cluster_address(session: Session, resource: Runnable, what: str) -> str:
     return run(api.resolve(session, system), session)
 
 
-def cluster_status(session: Session, address: str, what: str) -> dict[str, Any]:
-    """den's runtime status of a cluster, with a clear error if the caller cannot see it."""
+def cluster_status(session: Session, address: str, what: str,
+                   via: str | None = None) -> dict[str, Any]:
+    """den's runtime status of a cluster, with a clear error if the caller cannot see it.
+
+    ``via`` is the saved function or module that runs there: den answers for
+    its cluster to anyone who may call it, when the cluster is its owner's.
+    """
     try:
         return run(api.cluster_status(address), session)
     except NotFound:
+        if via:
+            try:
+                return run(api.cluster_status(via), session)
+            except NotFound:
+                pass
         raise NotFound(
             f"{what} runs on cluster {address}, which does not exist or you cannot see: "
             "ask its owner to share the cluster with you (read access is enough to call).",
@@ -175,14 +185,15 @@ def _not_up(address: str, status: dict[str, Any], what: str) -> NoRunningCluster
     )
 
 
-def daemon_url(session: Session, address: str, what: str, *, refresh: bool = False) -> str:
+def daemon_url(session: Session, address: str, what: str, *, refresh: bool = False,
+               via: str | None = None) -> str:
     """The URL of the cluster's node daemon, from den (cached until it stops answering)."""
     key = (session.url, address)
     if not refresh:
         cached = _urls.get(key)
         if cached:
             return cached
-    status = cluster_status(session, address, what)
+    status = cluster_status(session, address, what, via)
     url = status.get("daemon_url")
     if status.get("status") != "up" or not url:
         _urls.pop(key, None)
@@ -525,7 +536,7 @@ def call(
     what = _describe(resource, method)
     session = _session(resource)
     cluster = _cluster_address(session, resource, what)
-    url = daemon_url(session, cluster, what)
+    url = daemon_url(session, cluster, what, via=resource.address)
     from den.node import errors as node_errors
 
     for attempt in (0, 1):
@@ -535,7 +546,7 @@ def call(
         except node_errors.NodeUnreachable as exc:
             # Maybe the cluster came up again elsewhere: ask den once. The call is
             # retried only on another daemon, where it cannot have run.
-            fresh = daemon_url(session, cluster, what, refresh=True)
+            fresh = daemon_url(session, cluster, what, refresh=True, via=resource.address)
             if attempt or fresh == url:
                 raise _translate(exc, what) from None
             _forget_node(url)
