@@ -36,7 +36,11 @@ def _decode(cursor: str, queryset: QuerySet, fields: tuple[str, ...]) -> list[An
             return None
         decoded = []
         for name, value in zip(fields, values, strict=True):
-            field = queryset.model._meta.get_field(name)
+            annotation = queryset.query.annotations.get(name)
+            field = (
+                annotation.output_field if annotation is not None
+                else queryset.model._meta.get_field(name)
+            )
             if isinstance(field, models.DateTimeField):
                 decoded.append(datetime.fromisoformat(value))
             elif isinstance(value, int) and not isinstance(value, bool):

@@ -44,7 +44,7 @@ class Dashboard:
 def dashboard(*, caller: Caller) -> Dashboard:
     """Three short lists: what I own, what others shared with me, and what
     changed lately among everything I may find. Three queries."""
-    newest = ("-updated_at", "-id")
+    newest = ("-changed_at", "-id")  # see registry.selectors.resource_list
     mine = selectors.resource_list(caller=caller, owner=caller.user.username).order_by(*newest)
     shared = _with_my_grant(
         selectors.resource_list(caller=caller, shared_with_me=True), caller
@@ -66,7 +66,7 @@ def resource_search(
 ) -> Page:
     """One page of ``registry.selectors.resource_list``, newest change first."""
     queryset = selectors.resource_list(caller=caller, **filters)
-    return keyset_page(queryset, cursor=cursor, size=size, fields=("updated_at", "id"))
+    return keyset_page(queryset, cursor=cursor, size=size, fields=("changed_at", "id"))
 
 
 def namespace_owner(*, username: str) -> Any:

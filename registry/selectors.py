@@ -3,9 +3,10 @@ accessed resource; none filters resources by user on its own."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet, Value
 
 from registry.access import Caller, access_resource, restrict_listable
 from registry.errors import InvalidInput
@@ -34,7 +35,8 @@ def resource_list(
     visibility: str | None = None,
 ) -> QuerySet[Resource]:
     """What the caller may find, filtered: by type, owner, text in name or
-    description, visibility, or only what others shared with them."""
+    description, visibility, or only what others shared with them. Rows carry
+    ``changed_at`` (their last change): order and paginate by it."""
     # Lists never show configs (up to 1 MiB each): leave them in the database.
     queryset = restrict_listable(Resource.objects.defer("config"), caller).select_related("owner")
     if type:
@@ -55,7 +57,17 @@ def resource_list(
         if len(q) > MAX_QUERY_LENGTH:
             raise InvalidInput(f"q is at most {MAX_QUERY_LENGTH} characters.", field="q")
         queryset = queryset.filter(Q(name__icontains=q) | Q(description__icontains=q))
-    return queryset
+        # Order searches by an expression the updated_at index cannot serve.
+        # Otherwise PostgreSQL walks every resource newest first, hoping to
+        # meet a page of matches soon: 80 ms over 100,000 resources for a rare
+        # term. This way it finds the matches through the trigram indexes
+        # first and sorts only them: a few ms, whatever the term.
+        return queryset.annotate(
+            changed_at=ExpressionWrapper(
+                F("updated_at") + Value(timedelta(0)), output_field=DateTimeField()
+            )
+        )
+    return queryset.annotate(changed_at=F("updated_at"))
 
 
 def resource_get(*, caller: Caller, address: str, level: int = AccessLevel.READ) -> Resource:

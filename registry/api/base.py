@@ -66,7 +66,7 @@ class ResourceAPIView(DenAPIView):
 
 
 class ResourcePagination(CursorPagination):
-    ordering = ("-updated_at", "-id")
+    ordering = ("-changed_at", "-id")  # see registry.selectors.resource_list
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 200
