@@ -100,7 +100,10 @@ def resolve_settings() -> Settings:
     data = read_config_file()
     url = os.environ.get("DEN_URL") or data.get("url")
     env_token = os.environ.get("DEN_TOKEN")
-    token = env_token or data.get("token")
+    file_token = data.get("token")
+    if url and data.get("url") and url.rstrip("/") != str(data["url"]).rstrip("/"):
+        file_token = None  # the file's token belongs to the file's server: never send it elsewhere
+    token = env_token or file_token
     # A username cached in the file belongs to the file's token and server.
     same_identity = not env_token and url == data.get("url")
     username = data.get("username") if same_identity else None

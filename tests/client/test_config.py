@@ -3,7 +3,6 @@
 import os
 import stat
 
-import httpx
 import pytest
 
 import den
@@ -33,6 +32,14 @@ def test_none_removes_a_key(isolated_client):
     assert config.read_config_file() == {"url": "http://a"}
 
 
+def test_the_files_token_never_goes_to_another_server(isolated_client, monkeypatch):
+    config.write_config_file({"url": "http://file", "token": "den_file"})
+    monkeypatch.setenv("DEN_URL", "http://elsewhere")
+    assert config.resolve_settings().token is None
+    monkeypatch.setenv("DEN_URL", "http://file/")
+    assert config.resolve_settings().token == "den_file"
+
+
 def test_environment_overrides_the_file(isolated_client, monkeypatch):
     config.write_config_file({"url": "http://file", "token": "den_file", "username": "alice"})
     settings = config.resolve_settings()
@@ -56,64 +63,42 @@ def test_default_path(monkeypatch):
     assert config.config_path().parent.name == ".den"
 
 
-def _fake_server(request):
-    if request.url.path == "/api/v1/auth/login":
-        import json
-
-        body = json.loads(request.content)
-        if body["password"] != "pw":
-            return httpx.Response(
-                401, json={"error": {"code": "authentication_failed", "message": "Wrong.", "field": None}}
-            )
-        assert body["token_name"]
-        return httpx.Response(201, json={"id": 1, "name": body["token_name"], "token": "den_new"})
-    if request.url.path == "/api/v1/me":
-        if request.headers.get("Authorization") not in ("Bearer den_new", "Bearer den_given"):
-            return httpx.Response(
-                401, json={"error": {"code": "not_authenticated", "message": "No.", "field": None}}
-            )
-        return httpx.Response(200, json={"username": "alice", "email": "a@example.com"})
-    raise AssertionError(request.url)
-
-
 @pytest.fixture
-def fake_server(monkeypatch):
-    transport = httpx.MockTransport(_fake_server)
-    real_init = session.Session.__init__
+def den_server(live_server, transactional_db, monkeypatch):
+    """A real den server with alice (password "pw") and the URL to reach it."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.throttling import ScopedRateThrottle
 
-    def init(self, *args, **kwargs):
-        kwargs.setdefault("transport", transport)
-        real_init(self, *args, **kwargs)
-
-    monkeypatch.setattr(session.Session, "__init__", init)
+    get_user_model().objects.create_user("alice", "alice@example.com", "pw")
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "10000/min"})
+    return live_server.url
 
 
-def test_login_with_password_stores_a_token(isolated_client, fake_server):
-    me = den.login(url="http://den.test/", username="alice", password="pw")
+def test_login_with_password_stores_a_token(isolated_client, den_server):
+    me = den.login(url=den_server + "/", username="alice", password="pw")
     assert me["username"] == "alice"
-    assert config.read_config_file() == {
-        "url": "http://den.test",
-        "token": "den_new",
-        "username": "alice",
-    }
+    stored = config.read_config_file()
+    assert stored["url"] == den_server and stored["username"] == "alice"
+    assert stored["token"].startswith("den_")
     assert stat.S_IMODE(os.stat(isolated_client).st_mode) == 0o600
     current = session.current()
-    assert (current.url, current.token, current.username) == ("http://den.test", "den_new", "alice")
+    assert (current.url, current.token, current.username) == (den_server, stored["token"], "alice")
+    assert den.whoami()["username"] == "alice"  # the stored token works
 
 
-def test_login_replaces_the_session(isolated_client, fake_server):
-    den.login(url="http://den.test", token="den_given", persist=False)
+def test_login_replaces_the_session(isolated_client, den_server):
+    given = den.login(url=den_server, username="alice", password="pw", persist=False)
     first = session.current()
-    assert first.token == "den_given"
+    assert given["username"] == "alice" and first.token
     assert not isolated_client.exists()
-    den.login(url="http://den.test", username="alice", password="pw")
+    den.login(url=den_server, username="alice", password="pw")
     assert session.current() is not first
-    assert session.current().token == "den_new"
+    assert session.current().token != first.token
 
 
-def test_bad_password(isolated_client, fake_server):
+def test_bad_password(isolated_client, den_server):
     with pytest.raises(den.AuthenticationError):
-        den.login(url="http://den.test", username="alice", password="nope")
+        den.login(url=den_server, username="alice", password="nope")
     assert not isolated_client.exists()
 
 
@@ -124,8 +109,8 @@ def test_login_needs_a_token_or_password(isolated_client):
         den.login(token="den_x")
 
 
-def test_logout(isolated_client, fake_server):
-    den.login(url="http://den.test", token="den_given")
+def test_logout(isolated_client, den_server):
+    den.login(url=den_server, username="alice", password="pw")
     den.logout()
-    assert config.read_config_file() == {"url": "http://den.test"}
+    assert config.read_config_file() == {"url": den_server}
     assert session.current().token is None
