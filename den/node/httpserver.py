@@ -90,6 +90,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.target_pos = 0
         # Chunked request body decoding state.
         self.chunks: list[bytes] | None = None
+        self.chunks_size = 0
         self.paused_reading = False
         self.paused_writing = False
         self.drain_waiter: asyncio.Future[None] | None = None
@@ -211,7 +212,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return False
         headers: list[tuple[bytes, bytes]] = []
         length = 0
-        chunked = False
+        lengths: set[bytes] = set()
+        encodings: list[bytes] = []
         close = version == b"HTTP/1.0"
         expect_continue = False
         for line in lines[1:]:
@@ -223,13 +225,15 @@ class HttpProtocol(asyncio.BufferedProtocol):
             value = value.strip()
             headers.append((name, value))
             if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
+                # Digits only: int() would also take "-5", "+5" and "1_0", which
+                # a proxy in front may read differently (request smuggling).
+                if not value.isdigit():
                     self._reject(400, b"bad content-length")
                     return False
+                lengths.add(value.lstrip(b"0"))
+                length = int(value)
             elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
+                encodings.append(value.lower())
             elif name == b"connection":
                 v = value.lower()
                 if b"close" in v:
@@ -238,6 +242,11 @@ class HttpProtocol(asyncio.BufferedProtocol):
                     close = False
             elif name == b"expect":
                 expect_continue = value.lower() == b"100-continue"
+        # Ambiguous framing is refused, never guessed at (RFC 9112, section 6.3).
+        chunked = bool(encodings)
+        if len(lengths) > 1 or (chunked and (lengths or encodings != [b"chunked"])):
+            self._reject(400, b"ambiguous or unsupported request body framing")
+            return False
         if length > self.server.max_body:
             self._reject(413, b"request body too large")
             return False
@@ -289,21 +298,30 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def _read_chunked(self, req: _Request) -> bool:
         if self.chunks is None:
             self.chunks = []
+            self.chunks_size = 0
         buf = self.buf
         while True:
             idx = buf.find(b"\r\n", self.start, self.end)
             if idx < 0:
+                if self.end - self.start > MAX_HEAD:
+                    self._reject(400, b"bad chunk size")
                 return False
             size_text = bytes(buf[self.start:idx]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
+            # Hex digits only: int(..., 16) would also take "-3", "0x5" and "1_0".
+            if not 0 < len(size_text) <= 16 or size_text.strip(b"0123456789abcdefABCDEF"):
                 self._reject(400, b"bad chunk size")
+                return False
+            size = int(size_text, 16)
+            if self.chunks_size + size > self.server.max_body:
+                # Refused before the chunk is buffered, not after.
+                self._reject(413, b"request body too large")
                 return False
             if size == 0:
                 # The last chunk: skip any trailers up to the blank line.
                 end = buf.find(b"\r\n\r\n", idx, self.end)
                 if end < 0:
+                    if self.end - idx > MAX_HEAD:
+                        self._reject(431, b"request trailers too large")
                     return False
                 self.start = end + 4
                 body = b"".join(self.chunks)
@@ -313,10 +331,11 @@ class HttpProtocol(asyncio.BufferedProtocol):
             data_start = idx + 2
             if self.end - data_start < size + 2:
                 return False
-            self.chunks.append(bytes(buf[data_start:data_start + size]))
-            if sum(len(c) for c in self.chunks) > self.server.max_body:
-                self._reject(413, b"request body too large")
+            if buf[data_start + size:data_start + size + 2] != b"\r\n":
+                self._reject(400, b"chunk data not followed by CRLF")
                 return False
+            self.chunks.append(bytes(buf[data_start:data_start + size]))
+            self.chunks_size += size
             self.start = data_start + size + 2
 
     def _body_complete(self, body: bytes | bytearray) -> None:

@@ -148,3 +148,81 @@ def test_caller_does_not_import_the_server_stack() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def _closed_after(s: Conn) -> bool:
+    """True once the server has closed the connection (nothing more to read)."""
+    s.sock.settimeout(5)
+    try:
+        while True:
+            chunk = s.sock.recv(65536)
+            if not chunk:
+                return True
+            s.buf += chunk
+    except OSError:
+        return True
+
+
+def test_request_framing_that_could_smuggle_is_refused(daemon) -> None:
+    """Lengths a front proxy might read differently are refused with 400 and the
+    connection closed, instead of being guessed at (request smuggling)."""
+    heads = [
+        b"Content-Length: -5\r\n",
+        b"Content-Length: +5\r\n",
+        b"Content-Length: 1_0\r\n",
+        b"Content-Length: 5\r\nContent-Length: 6\r\n",
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        b"Transfer-Encoding: chunkedx\r\n",
+        b"Transfer-Encoding: gzip, chunked\r\n",
+    ]
+    for head in heads:
+        s = connect(daemon)
+        s.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\n" + head + b"\r\nhello")
+        status, _, body = read_response(s)
+        assert status == 400, (head, status, body)
+        assert _closed_after(s), head
+        s.close()
+
+
+def test_negative_content_length_does_not_replay_the_request(daemon) -> None:
+    # Content-Length: -len(head) once moved the parser back onto the same head,
+    # so the server answered the one request again and again.
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: -%d\r\n\r\n"
+    size = len(head % 10)
+    s = connect(daemon)
+    s.sendall(head % size)
+    assert read_response(s)[0] == 400
+    assert _closed_after(s)
+    assert b"HTTP/1.1 200" not in s.buf
+    s.close()
+
+
+def test_bad_chunk_framing_is_refused(node: NodeClient, daemon) -> None:
+    node.put_function("add", add)
+    bodies = [
+        b"-3\r\nabc\r\n0\r\n\r\n",          # negative size
+        b"0x5\r\n{\"arg\r\n0\r\n\r\n",       # not plain hex
+        b"5\r\n{\"argXY9\r\ns\":[2,3]}\r\n0\r\n\r\n",  # data not followed by CRLF
+    ]
+    for chunked in bodies:
+        s = connect(daemon)
+        s.sendall(b"POST /objects/add/call HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+        status, _, body = read_response(s)
+        assert status == 400, (chunked, status, body)
+        s.close()
+
+
+def test_chunk_larger_than_the_body_limit_is_refused_before_it_arrives(tmp_path) -> None:
+    from tests.node.conftest import Daemon
+
+    d = Daemon(tmp_path, "--no-den-auth", "--max-body-mb", "1", "--max-code-mb", "1")
+    try:
+        s = connect(d)
+        s.sendall(b"PUT /objects/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"%x\r\n" % (64 << 20))
+        status, _, _ = read_response(s)  # answered without the 64 MB being sent
+        assert status == 413
+        s.close()
+    finally:
+        d.stop()
