@@ -50,9 +50,10 @@ def resource_list(
             raise InvalidInput(f"Unknown visibility {visibility!r}.", field="visibility")
         queryset = queryset.filter(visibility=visibility)
     if shared_with_me:
+        # Nothing is shared with an anonymous visitor (and AnonymousUser is no id).
         queryset = queryset.filter(
             id__in=AccessGrant.objects.filter(user=caller.user).values("resource_id")
-        )
+        ) if caller.is_authenticated else queryset.none()
     if q:
         if len(q) > MAX_QUERY_LENGTH:
             raise InvalidInput(f"q is at most {MAX_QUERY_LENGTH} characters.", field="q")
