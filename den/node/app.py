@@ -61,6 +61,9 @@ async def send_json(send: Send, status: int, body: bytes,
 async def read_body(receive: Receive, limit: int) -> bytes:
     """The whole request body (one join at most), or 413 past ``limit`` bytes."""
     msg = await receive()
+    if msg["type"] == "http.disconnect":
+        # Not an empty body: a call must not run on what never arrived.
+        raise HttpError(400, "bad_request", "the client went away")
     body: bytes = msg.get("body", b"")
     if not msg.get("more_body", False):
         if len(body) > limit:

@@ -226,3 +226,23 @@ def test_chunk_larger_than_the_body_limit_is_refused_before_it_arrives(tmp_path)
         s.close()
     finally:
         d.stop()
+
+
+def test_a_call_whose_body_never_arrives_does_not_run(node: NodeClient, daemon, tmp_path) -> None:
+    marker = tmp_path / "ran"
+
+    def record(path=str(marker)):
+        open(path, "w").close()  # noqa: SIM115
+        return "ran"
+
+    node.put_function("record", record)
+    s = connect(daemon)
+    s.sendall(b"POST /objects/record/call HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ar")
+    import time
+
+    time.sleep(0.3)
+    s.close()  # the client gives up mid-body
+    time.sleep(1.0)
+    assert not marker.exists(), "the call ran with no arguments after its body was cut short"
+    assert node.call("record") == "ran"  # the daemon still serves
+    assert marker.exists()
