@@ -488,6 +488,14 @@ def invitation_accept(*, token: Any, username: Any, password: Any) -> Any:
         raise NotFound("This invitation link is unknown, used or expired; ask for a new one.")
     if not isinstance(username, str) or not isinstance(password, str):
         raise InvalidInput("username and password are required.", field="username")
+    # One account per email: a second would let a disabled account's owner back
+    # in through a teammate's share, and make later shares by email ambiguous.
+    if User.objects.filter(email__iexact=invitation.email).exists():
+        raise AlreadyExists(
+            f"{invitation.email} has an account already; sign in with it, or ask an "
+            "administrator if it is disabled.",
+            field="email",
+        )
     try:
         validate_username(username)
     except DjangoValidationError as exc:
