@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -200,9 +201,13 @@ class NodeApp:
                 accept = value
             elif hname == b"x-den-timeout":
                 try:
-                    timeout = float(value) or None
+                    seconds = float(value)
                 except ValueError:
-                    raise HttpError(400, "bad_request", "x-den-timeout must be seconds") from None
+                    seconds = -1.0
+                if not (math.isfinite(seconds) and seconds >= 0):
+                    raise HttpError(400, "bad_request",
+                                    "x-den-timeout must be seconds (0 or more; 0: none)")
+                timeout = seconds or None
         if ctype.startswith(_OOB_CT):
             enc = "oob"
         elif ctype.startswith(_CLOUDPICKLE_CT):
@@ -227,10 +232,10 @@ class NodeApp:
             await env.drain()
         rt.calls_in_flight += 1
         timer = None
-        if timeout:
-            timer = asyncio.get_running_loop().call_later(
-                timeout, _time_out, env, cid, inbox, timeout)
         try:
+            if timeout:
+                timer = asyncio.get_running_loop().call_later(
+                    timeout, _time_out, env, cid, inbox, timeout)
             if enc != "json":
                 await _respond_frames(send, inbox)
             elif _NDJSON_CT in accept:

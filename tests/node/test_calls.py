@@ -347,3 +347,17 @@ def test_large_numpy_array_round_trip(node: NodeClient) -> None:
     node.put_function("double", double)
     a = np.arange(3_000_000, dtype=np.float64)
     assert (node.call("double", args=(a,)) == a * 2).all()
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_a_bad_timeout_header_is_refused_and_leaves_no_call_in_flight(
+        node: NodeClient, daemon, value: str) -> None:
+    # "nan" once made scheduling the timeout raise after the call was opened,
+    # so the call stayed counted in flight for good and autostop never came.
+    node.put_function("add", add, env={"name": "timeouts"})
+    resp = httpx.post(f"{daemon.url}/objects/add/call", json={"args": [1, 2]},
+                      headers={"x-den-timeout": value})
+    assert resp.status_code == 400
+    assert "x-den-timeout" in resp.json()["error"]["message"]
+    time.sleep(0.2)
+    assert httpx.get(f"{daemon.url}/envs/timeouts").json()["calls_in_flight"] == 0
