@@ -82,7 +82,7 @@ class PendingGrantAdmin(admin.ModelAdmin):
 class InvitationAdmin(admin.ModelAdmin):
     list_display = ("email", "invited_by", "created_at", "expires_at", "accepted_at")
     readonly_fields = ("token_hash",)
-    raw_id_fields = ("invited_by", "accepted_by")
+    raw_id_fields = ("invited_by", "accepted_by", "resource")
 
 
 @admin.register(ApiToken)

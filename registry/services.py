@@ -279,7 +279,11 @@ def resource_revoke(*, actor: Any, resource: Resource, who: str) -> None:
     """Remove a user's grant, or a pending grant to an email."""
     if "@" in who:
         deleted, _ = PendingGrant.objects.filter(resource=resource, email__iexact=who).delete()
-        if not deleted:
+        if deleted:  # a cancelled invitation's link must not still make an account
+            Invitation.objects.filter(
+                resource=resource, email__iexact=who, accepted_at__isnull=True
+            ).update(expires_at=timezone.now())
+        else:
             user = User.objects.filter(email__iexact=who).first()
             deleted, _ = AccessGrant.objects.filter(resource=resource, user=user).delete() if user else (0, {})
     else:
@@ -436,6 +440,7 @@ def invitation_send(*, actor: Any, email: str, resource: Resource | None = None)
         email=email.lower(),
         token_hash=credentials.hash_token(plain),
         invited_by=actor,
+        resource=resource,
         expires_at=timezone.now() + timedelta(days=settings.DEN_INVITATION_EXPIRY_DAYS),
     )
     inviter = getattr(actor, "username", "an administrator")

@@ -56,6 +56,11 @@ class Invitation(models.Model):
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
+    # The resource whose share sent it (none for an administrator's invitation):
+    # cancelling that pending grant, or deleting the resource, ends the link too.
+    resource = models.ForeignKey(
+        "registry.Resource", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)
