@@ -136,6 +136,14 @@ def _revoke_cluster_tokens(resource: Resource) -> int:
     return revoked
 
 
+def _revoke_minted_token(plain: str) -> None:
+    """Revoke the one token a start minted, not the cluster's newest: by the
+    time a slow start fails, a newer start may have given its daemon one."""
+    if ApiToken.objects.filter(token_hash=credentials.hash_token(plain),
+                               revoked_at__isnull=True).update(revoked_at=timezone.now()):
+        bump_access_epoch()
+
+
 def _mint_cluster_token(state: ClusterState) -> str:
     """A new token for the cluster's daemon, bound to the cluster.
 
@@ -343,7 +351,7 @@ def cluster_run_up(*, state_id: int, claim: str) -> bool:
     try:
         launched = backend.up(_launch_spec(state, token), log)
     except BackendError as exc:
-        _revoke_cluster_tokens(state.resource)
+        _revoke_minted_token(token)
         if isinstance(exc, TransientBackendError):
             ClusterState.objects.filter(id=state_id, status=S.STARTING, claimed_by=claim).update(
                 status=S.PROVISIONING, updated_at=timezone.now()
@@ -362,7 +370,8 @@ def cluster_run_up(*, state_id: int, claim: str) -> bool:
                          f"{launched.daemon_url}.", daemon_url=launched.daemon_url)
     if not done:
         # A stop or teardown was asked for while the daemon started: do not
-        # leave a daemon running that den no longer tracks.
+        # leave a daemon running that den no longer tracks, nor its token live.
+        _revoke_minted_token(token)
         backend.stop(str(state.resource.pk), launched.handles, log)
         event_record(state=state, kind="up.cancelled",
                      message="The cluster was asked to stop while it started; stopped it again.")

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 
 from compute import services, tasks
-from compute.models import ClusterEvent
+from compute.models import ClusterEvent, ClusterState
+from registry import credentials
 from registry.models import ApiToken
 from tests.compute.conftest import node_processes, state_of, wait_for, wait_status
 from tests.conftest import TokenClient
@@ -131,3 +132,30 @@ def test_deleting_an_up_cluster_stops_its_daemon(up_cluster, celery_worker, peop
     registry_services.resource_delete(actor=people["users"]["alice"], resource=cpu)
     wait_for(lambda: not _pid_alive(pid), 20, what="the deleted cluster's daemon to exit")
     wait_for(lambda: not folder.exists(), 10, what="its folder to be removed")
+
+
+def test_a_failed_start_revokes_only_its_own_token(make_cluster, people, monkeypatch):
+    """A start that fails late must not revoke the token a newer start gave its
+    daemon (a stop and a new up can happen while a slow start runs)."""
+    from compute.backends import BackendError
+
+    cpu = make_cluster("slow")
+    state = ClusterState.objects.create(resource=cpu, status="provisioning", backend="local")
+    newer: list[str] = []
+
+    class SlowThenFailing:
+        name = "local"
+
+        def up(self, spec, log):
+            # Meanwhile: stopped, brought up again, and the newer start minted its token.
+            newer.append(services._mint_cluster_token(services._load(state.pk)))
+            ClusterState.objects.filter(pk=state.pk).update(claimed_by="newer-message")
+            raise BackendError("the old daemon exited")
+
+        def stop(self, *args):
+            pass
+
+    monkeypatch.setattr(services, "get_backend", lambda name: SlowThenFailing())
+    assert services.cluster_run_up(state_id=state.pk, claim="old-message") is True
+    live = ApiToken.objects.filter(cluster=cpu, revoked_at__isnull=True)
+    assert [t.token_hash for t in live] == [credentials.hash_token(newer[0])]
