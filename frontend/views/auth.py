@@ -15,6 +15,7 @@ from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
+from rest_framework.throttling import ScopedRateThrottle
 
 from frontend.views.base import FORM_ERROR_STATUS, DenPageView
 from registry import services
@@ -25,9 +26,27 @@ PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 class LoginPageView(DenPageView, auth_views.LoginView):
+    """Sign in. Password guesses share the API login's rate limit (scope
+    ``login``), so the page is no way around it."""
+
     allow_anonymous = True
     template_name = "frontend/auth/login.html"
     redirect_authenticated_user = True
+    throttle_scope = "login"
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        throttle = ScopedRateThrottle()
+        if not throttle.allow_request(request, self):
+            context = self.get_context_data(
+                form=self.get_form_class()(request),
+                error="Too many sign-in attempts; wait a minute and try again.",
+            )
+            response = self.render_to_response(context, status=429)
+            wait = throttle.wait()
+            if wait:
+                response["Retry-After"] = str(int(wait))
+            return response
+        return super().post(request, *args, **kwargs)
 
 
 class LogoutPageView(DenPageView, auth_views.LogoutView):
