@@ -134,6 +134,31 @@ def _new_version(
     return resource
 
 
+def _check_system_pointer(*, actor: Any, resource: Resource, config: dict) -> None:
+    """A writer who is not the owner may point a function or module only at a
+    cluster they can see themselves: its readers are shown that cluster's
+    runtime (``registry.access.access_system_of``), which must not become a way
+    to probe the owner's private clusters."""
+    system = config.get("system")
+    if (
+        resource.type not in (ResourceType.FUNCTION, ResourceType.MODULE)
+        or not isinstance(system, str)
+        or actor.pk == resource.owner_id
+        or system == (resource.config or {}).get("system")
+    ):
+        return
+    from registry.access import Caller, access_resource
+
+    try:
+        access_resource(Caller(user=actor), system, AccessLevel.READ)
+    except (NotFound, NotAuthenticated):
+        raise InvalidInput(
+            f"config.system: there is no cluster at {system}, or you may not see it.",
+            field="config.system",
+            code="invalid_config",
+        ) from None
+
+
 @transaction.atomic
 def resource_update_config(
     *,
@@ -151,6 +176,7 @@ def resource_update_config(
     """
     resource_type = parse_resource_type(type) if type is not None else resource.type
     config = validate_config(resource_type, config)
+    _check_system_pointer(actor=actor, resource=resource, config=config)
     resource = _lock(resource)
     if if_match is not None and if_match != resource.version:
         raise VersionConflict(
@@ -176,16 +202,20 @@ def resource_update_meta(
 ) -> Resource:
     """Change visibility (owner level, checked by the caller) and description."""
     resource = _lock(resource)
+    changed = False
     if visibility is not None:
         visibility = _parse_visibility(visibility)
         if visibility != resource.visibility:
             audit_record(actor=actor, action="resource.visibility", resource=resource,
                          old=resource.visibility, new=visibility)
             resource.visibility = visibility
+            changed = True
     if description is not None and description != resource.description:
         audit_record(actor=actor, action="resource.describe", resource=resource)
         resource.description = description
-    resource.save(update_fields=["visibility", "description", "updated_at"])
+        changed = True
+    if changed:
+        resource.save(update_fields=["visibility", "description", "updated_at"])
     return resource
 
 

@@ -193,7 +193,11 @@ CACHES = {
     )
 }
 
-EMAIL_BACKEND = env("DEN_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Without a mail server, emails (invitation and password-reset links) are
+# written as files under DEN_HOME/outbox, not printed: those links are secrets
+# and must not land in a log.
+EMAIL_BACKEND = env("DEN_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = env("DEN_EMAIL_FILE_PATH", str(DEN_HOME / "outbox"))
 EMAIL_HOST = env("DEN_EMAIL_HOST", "localhost")
 EMAIL_PORT = int(env("DEN_EMAIL_PORT", "25"))
 EMAIL_HOST_USER = env("DEN_EMAIL_HOST_USER")

@@ -6,7 +6,9 @@ checks and emails), given den's templates and ``DenPageView``'s base."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -65,6 +67,13 @@ class PasswordResetPageView(DenPageView, auth_views.PasswordResetView):
     email_template_name = "frontend/auth/password_reset_email.txt"
     subject_template_name = "frontend/auth/password_reset_subject.txt"
     success_url = reverse_lazy("frontend:password-reset-sent")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        # Links point at DEN_PUBLIC_URL, never at whatever Host the request named.
+        public = urlsplit(settings.DEN_PUBLIC_URL)
+        self.extra_email_context = {"domain": public.netloc, "protocol": public.scheme,
+                                    "site_name": "den"}
+        return super().form_valid(form)
 
 
 class PasswordResetSentView(DenPageView, auth_views.PasswordResetDoneView):

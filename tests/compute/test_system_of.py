@@ -45,3 +45,22 @@ def test_never_a_strangers_cluster_and_never_without_a_system(world):
 def test_strangers_to_the_function_learn_nothing(world):
     stranger = TokenClient().as_token(make_token(UserFactory(username="sam")))
     assert stranger.get("/api/v1/resources/alice/train/-/cluster").status_code == 404
+
+
+def test_a_writer_cannot_point_a_function_at_a_cluster_they_cannot_see(world, django_user_model):
+    from registry.models import Resource
+
+    bob = django_user_model.objects.get(username="bob")
+    train = Resource.objects.get(name="train")
+    AccessGrant.objects.filter(resource=train, user=bob).update(level=AccessLevel.WRITE)
+    ResourceFactory(owner=train.owner, name="hidden-gpu", type="cluster", config={})
+    writer = TokenClient().as_token(make_token(bob))
+    response = writer.put("/api/v1/resources/alice/train",
+                          {"config": {"system": "/alice/hidden-gpu"}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "config.system"
+    assert writer.get("/api/v1/resources/alice/train/-/cluster").json()["address"] == "/alice/cpu"
+    # Keeping the cluster it already has is fine.
+    response = writer.put("/api/v1/resources/alice/train",
+                          {"config": {"system": "/alice/cpu", "code": "v2"}}, format="json")
+    assert response.status_code == 200

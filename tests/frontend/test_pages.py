@@ -277,14 +277,17 @@ def test_accept_an_invitation(team, page_client, django_capture_on_commit_callba
     assert client.get(f"/invite/{token}").status_code == 404  # used
 
 
-def test_password_reset(team, page_client):
+def test_password_reset(team, page_client, settings):
+    settings.DEN_PUBLIC_URL = "https://den.example.com"
     client = page_client()
     sent = client.submit("/password-reset", {"email": team.alice.email})
     assert sent.status_code == 302 and sent["Location"] == "/password-reset/sent"
     unknown = client.submit("/password-reset", {"email": "nobody@example.com"})
     assert unknown["Location"] == "/password-reset/sent"  # says nothing about who has an account
     assert len(mail.outbox) == 1
-    link = re.search(r"https?://[^/]+(/password-reset/\S+)", mail.outbox[0].body).group(1)
+    found = re.search(r"(https?://[^/]+)(/password-reset/\S+)", mail.outbox[0].body)
+    assert found.group(1) == settings.DEN_PUBLIC_URL  # never the request's Host header
+    link = found.group(2)
     form = client.get(link, follow=True)
     assert "Choose a new password" in text_of(form)
     done = client.submit(form.redirect_chain[-1][0], {"new_password1": "brand new passphrase",
