@@ -157,9 +157,12 @@ class LocalBackend(ClusterBackend):
                         raise TransientBackendError(message)  # lost a race for a free port
                     raise BackendError(message)
                 try:
-                    if client.get(url + "/health").status_code == 200:
+                    answer = client.get(url + "/health")
+                    # Only our own process counts: another daemon may already
+                    # hold the port, and ours is about to fail to bind it.
+                    if answer.status_code == 200 and answer.json().get("pid") == process.pid:
                         return
-                except httpx.HTTPError:
+                except (httpx.HTTPError, ValueError):
                     pass
                 time.sleep(0.1)
         self._terminate(process.pid, log=None)

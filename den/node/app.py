@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -97,7 +98,11 @@ class NodeApp:
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         #: Asks the server to exit (autostop); the server that runs the app sets it.
         self.request_stop: Callable[[], None] = lambda: None
-        self._health = json.dumps({"status": "ok", "version": __version__}).encode()
+        # The pid lets whoever started this daemon tell it from another one
+        # that already answers on the same port.
+        self._health = json.dumps(
+            {"status": "ok", "version": __version__, "pid": os.getpid()}
+        ).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -159,3 +159,32 @@ def test_a_failed_start_revokes_only_its_own_token(make_cluster, people, monkeyp
     assert services.cluster_run_up(state_id=state.pk, claim="old-message") is True
     live = ApiToken.objects.filter(cluster=cpu, revoked_at__isnull=True)
     assert [t.token_hash for t in live] == [credentials.hash_token(newer[0])]
+
+
+def test_a_port_held_by_another_daemon_is_not_mistaken_for_ours(celery_worker, make_cluster,
+                                                                people):
+    import http.server
+    import json
+    import threading
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # answers /health like a den node daemon, but it is not ours
+            body = json.dumps({"status": "ok", "version": "0", "pid": 1}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cpu = make_cluster("impostor", server_port=server.server_address[1])
+        services.cluster_request_up(actor=people["users"]["alice"], resource=cpu)
+        state = wait_status(cpu, "failed", worker=celery_worker)
+    finally:
+        server.shutdown()
+    assert state.daemon_url in ("", None)
+    assert "exited" in state.message
