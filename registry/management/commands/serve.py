@@ -74,6 +74,7 @@ class Command(BaseCommand):
             f"Sign in at {url}/login (admin pages at {url}/admin/), or from a shell:\n"
             f"  den login --url {url} --username {username}\n"
         )
+        self.stdout.flush()  # before gunicorn forks, or a redirected log never shows it
 
     def _start_worker(self) -> subprocess.Popen:
         command = [sys.executable, "-m", "celery", "-A", "den", "worker", "--beat",
@@ -81,6 +82,7 @@ class Command(BaseCommand):
                    "--concurrency", os.environ.get("DEN_WORKER_CONCURRENCY", "2"),
                    "--schedule", str(settings.DEN_HOME / "celerybeat-schedule")]
         self.stdout.write(f"Starting a Celery worker and beat (broker: {_broker_name()})")
+        self.stdout.flush()
         return subprocess.Popen(command)
 
     def _serve(self, bind: str, workers: int) -> None:
@@ -100,6 +102,7 @@ class Command(BaseCommand):
                 return application
 
         self.stdout.write(f"den is serving on http://{bind} (Ctrl-C stops it)")
+        self.stdout.flush()
         Server().run()
 
 
