@@ -80,9 +80,32 @@ class PendingGrantAdmin(admin.ModelAdmin):
 
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
+    """Adding an invitation asks only for an email: the service makes the
+    link, mails it, writes the audit row, and the link is shown here once."""
+
     list_display = ("email", "invited_by", "created_at", "expires_at", "accepted_at")
     readonly_fields = ("token_hash",)
     raw_id_fields = ("invited_by", "accepted_by", "resource")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["fields"] = ["email"]
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        from django.contrib import messages
+
+        from registry import services
+
+        invitation = services.invitation_create(actor=request.user, email=form.cleaned_data["email"])
+        obj.pk = invitation.pk
+        messages.success(
+            request,
+            f"Invitation sent to {invitation.email}. Its link, shown this once: "
+            f"{services.invitation_url(invitation.plain_token)}",
+        )
 
 
 @admin.register(ApiToken)

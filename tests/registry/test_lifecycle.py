@@ -244,3 +244,29 @@ def test_listing_costs_the_same_queries_for_many_resources(alice_api, django_ass
     with django_assert_max_num_queries(3):  # token (cached or not), the page, nothing per row
         page = alice_api.get("/api/v1/resources?limit=30").json()
     assert len(page["results"]) == 30 and "config" not in page["results"][0]
+
+
+def test_admins_invite_from_the_admin_and_the_shell(client, django_user_model, api,
+                                                    django_capture_on_commit_callbacks):
+    import io
+    import re
+
+    from django.core import mail
+    from django.core.management import call_command
+
+    root = django_user_model.objects.create_superuser("root1", "root@example.com", "pw-123-long")
+    client.force_login(root)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/registry/invitation/add/", {"email": "new@example.com"},
+                               follow=True)
+    shown = re.search(r"/invite/(den_\w+)", response.content.decode()).group(1)
+    assert "new@example.com" in mail.outbox[-1].to and shown in mail.outbox[-1].body
+    accepted = api.post("/api/v1/invitations/accept", {"token": shown, "username": "newbie",
+                                                       "password": "a long password 123"},
+                        format="json")
+    assert accepted.status_code == 201
+
+    out = io.StringIO()
+    call_command("invite", "other@example.com", stdout=out)
+    link = re.search(r"/invite/(den_\w+)", out.getvalue()).group(1)
+    assert api.get(f"/api/v1/invitations/{link}").json()["email"] == "other@example.com"
