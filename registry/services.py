@@ -559,3 +559,32 @@ def invitation_accept(*, token: Any, username: Any, password: Any) -> Any:
         pending.delete()
     audit_record(actor=user, action="invitation.accept", email=invitation.email)
     return user
+
+
+# Users ------------------------------------------------------------------------
+
+MAX_DISPLAY_NAME_LENGTH = 150
+
+
+@transaction.atomic
+def user_profile_update(*, user: Any, first_name: str, last_name: str) -> Any:
+    """Change the display name. The email stays: shares and invitations bind
+    to it, so changing it needs a verified address (ask an administrator)."""
+    first_name, last_name = first_name.strip(), last_name.strip()
+    for field, value in (("first_name", first_name), ("last_name", last_name)):
+        if len(value) > MAX_DISPLAY_NAME_LENGTH:
+            raise InvalidInput(f"A name is at most {MAX_DISPLAY_NAME_LENGTH} characters.", field=field)
+    if (first_name, last_name) != (user.first_name, user.last_name):
+        user.first_name, user.last_name = first_name, last_name
+        user.save(update_fields=["first_name", "last_name"])
+        audit_record(actor=user, action="user.profile")
+    return user
+
+
+@transaction.atomic
+def user_password_change(*, user: Any, form: Any) -> Any:
+    """Save a validated ``PasswordChangeForm`` (which checked the old password
+    and the new one's strength) and record that the password changed."""
+    user = form.save()
+    audit_record(actor=user, action="user.password")
+    return user

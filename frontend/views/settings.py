@@ -11,7 +11,6 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
-from frontend import services as page_services
 from frontend.views.base import FORM_ERROR_STATUS, DenPageView
 from registry import selectors, services
 from registry.errors import DenError
@@ -88,7 +87,7 @@ class ProfileView(DenPageView):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         try:
-            page_services.profile_update(
+            services.user_profile_update(
                 user=request.user,
                 first_name=request.POST.get("first_name", ""),
                 last_name=request.POST.get("last_name", ""),
@@ -109,7 +108,7 @@ class PasswordChangeView(ProfileView):
         if not form.is_valid():
             return self.render_page(self.template, self.context(password_form=form),
                                     status=FORM_ERROR_STATUS)
-        user = page_services.password_change(user=request.user, form=form)
+        user = services.user_password_change(user=request.user, form=form)
         update_session_auth_hash(request, user)  # stay signed in here; other sessions end
         messages.success(request, "Changed your password.")
         return HttpResponseRedirect(reverse("frontend:settings-profile"))
