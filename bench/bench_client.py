@@ -4,13 +4,15 @@
    samples, interleaved, median. Reports the whole process wall time and the
    import alone (timed inside the child). Goal: den <= 1.5x httpx.
 2. Loading a resource by address (``den.load``) against a bare ``httpx.get`` of
-   the same API URL with the same token: p50 latency. Goal: <= 1.3x. This part
-   needs a running den server and starts nothing itself:
+   the same API URL with the same token: p50 latency. Goal: <= 1.3x. Without
+   ``--url`` it starts its own den as in production (``manage.py serve``:
+   gunicorn, SQLite or the PostgreSQL in ``DATABASE_URL``) in a temporary
+   DEN_HOME and stops it afterwards; or point it at a running one:
 
        python bench/bench_client.py --url http://127.0.0.1:8000 --token den_... \\
            --address /alice/train
 
-Without ``--url`` only part 1 runs. ``--json`` prints the figures as JSON.
+``--json`` prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 _TIMED_IMPORT = (
     "import time; t = time.perf_counter(); import {module}; "
@@ -131,6 +134,26 @@ def bench_load(url: str, token: str, address: str, repeat: int) -> dict[str, Any
     return result
 
 
+def _bench_load_on_a_local_den(repeat: int, *, quiet: bool) -> dict[str, Any]:
+    """Without --url: start a den as in production (gunicorn, SQLite or the
+    PostgreSQL in DATABASE_URL), save one function-sized resource, measure."""
+    import httpx
+
+    from bench._den_server import LocalDen
+
+    with LocalDen(worker=False, prefix="den-bench-client-") as server:
+        if not quiet:
+            print(f"load: started den ({server.backing}) on {server.url}", flush=True)
+        token = server.make_token("benchuser")
+        config = {"pointers": {"module": "train", "qualname": "train"},
+                  "signature": {"parameters": [{"name": "data"}], "doc": "Train."}}
+        saved = httpx.put(f"{server.url}/api/v1/resources/benchuser/train",
+                          json={"type": "function", "config": config},
+                          headers={"Authorization": f"Bearer {token}"})
+        saved.raise_for_status()
+        return bench_load(server.url, token, "/benchuser/train", repeat)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running den server (enables the load benchmark)")
@@ -150,19 +173,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  httpx  wall {imp['httpx_wall_ms']:6.1f} ms   import {imp['httpx_import_ms']:6.1f} ms")
         print(f"  ratio  wall {imp['wall_ratio']:6.2f}x     import {imp['import_ratio']:6.2f}x"
               "   (goal <= 1.5x)")
+    if args.url and not (args.token and args.address):
+        parser.error("--url needs --token (or DEN_TOKEN) and --address")
     if args.url:
-        if not (args.token and args.address):
-            parser.error("--url needs --token (or DEN_TOKEN) and --address")
-        results["load"] = load = bench_load(args.url, args.token, args.address, args.load_repeat)
-        if not args.json:
-            print(f"load {load['address']}, {load['samples']} samples each")
-            for name in ("den_load", "httpx_get", "httpx_client"):
-                print(f"  {name:<13} p50 {load[name + '_p50_ms']:6.2f} ms   "
-                      f"p90 {load[name + '_p90_ms']:6.2f} ms")
-            print(f"  ratio den.load / httpx.get p50 {load['ratio_vs_httpx_get']:.2f}x (goal <= 1.3x);"
-                  f" / pooled httpx.Client {load['ratio_vs_httpx_client']:.2f}x")
-    elif not args.json:
-        print("load: skipped (give --url, --token and --address of a running den server)")
+        load = bench_load(args.url, args.token, args.address, args.load_repeat)
+    else:
+        load = _bench_load_on_a_local_den(args.load_repeat, quiet=args.json)
+    results["load"] = load
+    if not args.json:
+        print(f"load {load['address']}, {load['samples']} samples each")
+        for name in ("den_load", "httpx_get", "httpx_client"):
+            print(f"  {name:<13} p50 {load[name + '_p50_ms']:6.2f} ms   "
+                  f"p90 {load[name + '_p90_ms']:6.2f} ms")
+        print(f"  ratio den.load / httpx.get p50 {load['ratio_vs_httpx_get']:.2f}x (goal <= 1.3x);"
+              f" / pooled httpx.Client {load['ratio_vs_httpx_client']:.2f}x")
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
