@@ -18,8 +18,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/v1/", include("compute.api.urls")),
-    path("api/v1/", include("registry.api.urls")),
+    path("api/v1/", include("registry.api.urls")),  # the busiest routes first
+    path("api/v1/", include("compute.api.urls")),  # .../-/cluster: no registry route matches
     path("", include("frontend.urls")),
 ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 
@@ -15,10 +16,21 @@ from registry.errors import InvalidInput, TooLarge
 from registry.models import Resource
 
 
+class SingleRendererNegotiation(DefaultContentNegotiation):
+    """Views that render one format skip DRF's Accept parsing (a measurable
+    part of a small request); views with several (SSE and JSON) negotiate."""
+
+    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: Any = None) -> Any:
+        if len(renderers) == 1:
+            return renderers[0], renderers[0].media_type
+        return super().select_renderer(request, renderers, format_suffix)
+
+
 class DenAPIView(APIView):
     """Parses input with a serializer, refuses oversized bodies before reading
     them, and knows its caller."""
 
+    content_negotiation_class = SingleRendererNegotiation
     #: True for the few endpoints that need no user (login, invitations).
     allow_anonymous = False
     #: True where anonymous reads of public resources are allowed (if the server opts in).
