@@ -60,6 +60,10 @@ class Command(BaseCommand):
         settings.DEN_PUBLIC_URL = url
 
     def _ensure_admin(self, username: str, bind: str) -> None:
+        """Create the first administrator with a random password. The password
+        goes to the terminal when there is one; otherwise (output captured by a
+        service manager, i.e. a log) into a 0600 file under DEN_HOME, because
+        no secret belongs in a log line."""
         users = get_user_model()
         if users.objects.filter(is_superuser=True).exists():
             return
@@ -67,10 +71,19 @@ class Command(BaseCommand):
         email = os.environ.get("DEN_ADMIN_EMAIL", "")
         users.objects.create_superuser(username=username, email=email, password=password)
         url = settings.DEN_PUBLIC_URL
+        if sys.stdout.isatty():
+            where = f"  username: {username}\n  password: {password}\n"
+        else:
+            path = settings.DEN_HOME / "initial-admin-password"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(password + "\n")
+            where = (f"  username: {username}\n  password: in {path} (readable only by you; "
+                     "delete it once you have signed in)\n")
         self.stdout.write(
-            self.style.SUCCESS("\nCreated the first administrator (shown once; change it after "
+            self.style.SUCCESS("\nCreated the first administrator (change the password after "
                                "signing in):\n")
-            + f"  username: {username}\n  password: {password}\n\n"
+            + where + "\n"
             f"Sign in at {url}/login (admin pages at {url}/admin/), or from a shell:\n"
             f"  den login --url {url} --username {username}\n"
         )
