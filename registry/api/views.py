@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -360,8 +359,7 @@ class InvitationListView(DenAPIView):
         if not request.user.is_staff:
             raise PermissionDenied("Only administrators invite people without sharing a resource.")
         data = self.parse(s.InvitationCreateSerializer)
-        with transaction.atomic():
-            invitation = services.invitation_create(actor=request.user, email=data["email"])
+        invitation = services.invitation_create(actor=request.user, email=data["email"])
         body = s.InvitationCreatedSerializer(
             {**invitation.__dict__, "invited_by": request.user,
              "url": services.invitation_url(invitation.plain_token)}
