@@ -226,6 +226,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {"login": env("DEN_LOGIN_RATE", "30/min")},
+    # Throttles count by client address. With no proxy in front (0), only the
+    # socket's address counts, so a forged X-Forwarded-For cannot dodge the
+    # login limit; behind N trusted proxies set DEN_NUM_PROXIES=N.
+    "NUM_PROXIES": int(env("DEN_NUM_PROXIES", "0")),
 }
 
 SPECTACULAR_SETTINGS = {

@@ -209,17 +209,24 @@ def test_every_model_is_in_the_admin():
 
 
 def test_login_is_throttled(api, user, monkeypatch):
+    import uuid
+
     from django.core.cache import cache
     from rest_framework.throttling import ScopedRateThrottle
 
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "3/min"})
-    cache.clear()
-    statuses = [
-        api.post("/api/v1/auth/login", {"username": "alice", "password": "wrong"}, format="json").status_code
-        for _ in range(4)
-    ]
-    assert statuses == [401, 401, 401, 429]
-    cache.clear()
+    # An address of its own: other test processes share the cache and sign in too.
+    address = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    cache.delete(f"throttle_login_{address}")
+
+    def attempt(**headers):
+        return api.post("/api/v1/auth/login", {"username": "alice", "password": "wrong"},
+                        format="json", REMOTE_ADDR=address, **headers).status_code
+
+    assert [attempt() for _ in range(4)] == [401, 401, 401, 429]
+    # A forged X-Forwarded-For does not make a fresh client.
+    assert attempt(HTTP_X_FORWARDED_FOR="198.51.100.9") == 429
+    cache.delete(f"throttle_login_{address}")
 
 
 def test_admin_creates_users_and_refuses_reserved_names(client, django_user_model):
