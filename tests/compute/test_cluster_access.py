@@ -15,7 +15,7 @@ from compute import services
 from compute.models import ClusterState
 from registry.models import AccessGrant, AccessLevel, ApiToken
 from tests.factories import ResourceFactory, UserFactory, make_token
-from tests.registry.test_access_matrix import CALLERS, VISIBILITIES, _token_id, expected_status
+from tests.registry.test_access_matrix import CALLERS, VISIBILITIES, _token_id, check_endpoint
 
 R, W = AccessLevel.READ, AccessLevel.WRITE
 BASE = "/api/v1/resources/alice/gpu/-/cluster"
@@ -69,15 +69,8 @@ def world(db):
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("endpoint", CLUSTER_ENDPOINTS, ids=[e[0] for e in CLUSTER_ENDPOINTS])
 def test_cluster_endpoint_status(world, api, endpoint, caller, visibility):
-    name, method, path, body, needed, success = endpoint
     _, tokens = world(visibility)
-    api.as_token(tokens[caller])
-    response = getattr(api, method)(path, body, format="json") if body else getattr(api, method)(path)
-    expected = expected_status(caller, visibility, method, needed, success)
-    assert response.status_code == expected, (name, caller, visibility, response.content[:300])
-    if expected >= 400:
-        error = response.json()["error"]
-        assert error["code"] and error["message"]
+    check_endpoint(api, tokens[caller], endpoint, caller, visibility)
 
 
 def test_cluster_token_may_only_post_its_own_heartbeats(world, api):

@@ -118,9 +118,15 @@ def _token_id(plain: str) -> int:
     "endpoint", RESOURCE_ENDPOINTS, ids=[endpoint[0] for endpoint in RESOURCE_ENDPOINTS]
 )
 def test_resource_endpoint_status(world, api, endpoint, caller, visibility):
+    _, tokens = world(visibility)
+    check_endpoint(api, tokens[caller], endpoint, caller, visibility)
+
+
+def check_endpoint(api, token, endpoint, caller, visibility):
+    """Call ``endpoint`` as ``caller`` and assert the status (and error shape)
+    the rules above give. Other suites' matrices (compute's) use it too."""
     name, method, path, body, needed, success = endpoint
-    box, tokens = world(visibility)
-    api.as_token(tokens[caller])
+    api.as_token(token)
     response = getattr(api, method)(path, body, format="json") if body else getattr(api, method)(path)
     expected = expected_status(caller, visibility, method, needed, success)
     assert response.status_code == expected, (name, caller, visibility, response.content[:300])
