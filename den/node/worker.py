@@ -409,17 +409,8 @@ class Worker:
                     self._emit_async(cid, result, enc), self.loop
                 )
                 fut.result()
-            elif inspect.isgenerator(result):
-                self.channel.send(p.GENERATOR, cid)
-                for item in result:
-                    self._flush_output(cid)
-                    self.channel.send_parts(p.YIELD, cid, _encode(item, enc))
-                self._flush_output(cid)
-                self.channel.send(p.RESULT, cid)
             else:
-                payload = _encode(result, enc)
-                self._flush_output(cid)
-                self.channel.send_parts(p.RESULT, cid, payload)
+                self._emit(cid, result, enc)
         except CallCancelled:
             pass
         except BaseException as exc:
@@ -460,7 +451,12 @@ class Worker:
                 self.channel.send_parts(p.YIELD, cid, _encode(item, enc))
             self._flush_output(cid)
             self.channel.send(p.RESULT, cid)
-        elif inspect.isgenerator(result):
+        else:
+            self._emit(cid, result, enc)
+
+    def _emit(self, cid: int, result: Any, enc: str) -> None:
+        """Send a plain result, or stream a (sync) generator's items."""
+        if inspect.isgenerator(result):
             self.channel.send(p.GENERATOR, cid)
             for item in result:
                 self._flush_output(cid)
