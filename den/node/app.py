@@ -393,9 +393,18 @@ def _time_out(env: EnvWorker, cid: int, inbox: Inbox, seconds: float) -> None:
     env.send(p.CANCEL, cid, b"", b"")
 
 
+#: Errors a worker reports before running anything: the request was wrong, so the
+#: answer carries their status (and a JSON body) rather than 200 and an X frame.
+_REQUEST_ERRORS = frozenset({"bad_request", "pickle_refused", "not_found"})
+
+
 async def _respond_frames(send: Send, inbox: Inbox) -> None:
     """Framed response: one sized body when the result comes first, else chunked."""
     kind, payload = await inbox.get()
+    if kind == p.ERROR and json.loads(payload).get("code") in _REQUEST_ERRORS:
+        status, body = _error_json(payload)
+        await send_json(send, status, body)
+        return
     if kind == p.RESULT or kind == p.ERROR:
         header = p.HTTP_HEADER.pack(kind, len(payload))
         await send({
