@@ -80,6 +80,8 @@ class BadHead(Exception):
 
 # Control characters other than HTAB; CR and LF are checked as line ends.
 _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Content-Length header lines (h11 merges repeated equal ones before den sees them).
+_CONTENT_LENGTH = re.compile(rb"^content-length:", re.IGNORECASE | re.MULTILINE)
 
 
 def _check_raw_head(head: bytes) -> None:
@@ -91,6 +93,8 @@ def _check_raw_head(head: bytes) -> None:
         raise BadHead("obsolete line folding is not accepted")
     if _CTL.search(head):
         raise BadHead("control character in the request head")
+    if len(_CONTENT_LENGTH.findall(head)) > 1:
+        raise BadHead("ambiguous or unsupported request body framing")
 
 
 class _HttptoolsHead:
