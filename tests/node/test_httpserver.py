@@ -295,9 +295,11 @@ def _refused_with_400_and_closed(daemon, request: bytes) -> None:
 # Each of these may be read differently by a proxy in front (request smuggling), or
 # is not HTTP/1.x at all. The hand-written parser before httptools took the first four.
 SMUGGLING_HEADS = {
-    "obs-fold": b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
-    "obs-fold content-length": b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n 5\r\n"
-                               b"\r\nhello",
+    "obs-fold": b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n Y: b\r\n\r\n",
+    # A proxy that unfolds reads one X-A header; the old parser read a Content-Length.
+    "obs-fold content-length": b"POST /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n"
+                               b" Content-Length: 5\r\n\r\nhello",
+    "obs-fold with a tab": b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tY: b\r\n\r\n",
     "space before colon": b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length : 39\r\n\r\n"
                           b"GET /objects HTTP/1.1\r\nHost: x\r\n\r\n",
     "HTTP/9.9": b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n",
