@@ -137,3 +137,19 @@ def test_the_owners_pickle_allow_adds_exact_names() -> None:
         "arguments may not contain tests.node.pickle_types.Point")
     args, _ = safepickle.loads(data, extra=frozenset({"tests.node.pickle_types.Point"}))
     assert args == (Point(1, 2),)
+
+
+def test_extension_codes_go_through_the_allow_list() -> None:
+    """copyreg extension codes name globals by number, and the unpicklers keep a
+    process-wide cache of what they resolved: a cached os.system must not slip by."""
+    import copyreg
+
+    copyreg.add_extension("posix", "system", 0x7A)
+    try:
+        data = pickle.dumps(((os.system,), {}), protocol=2)
+        assert b"\x82\x7a" in data  # EXT1 0x7A, not the name
+        pickle.loads(data)  # noqa: S301 - the full unpickler resolves (and caches) it
+        assert "may not contain posix.system" in refused(data)
+    finally:
+        copyreg.remove_extension("posix", "system", 0x7A)
+
