@@ -12,7 +12,10 @@ Three daemons run side by side on loopback, all with den auth off and one env wo
 Each round measures every daemon in turn (``--calls`` no-op calls by one
 ``NodeClient``, after a warm-up), so that drift on this shared machine hits all
 three alike; the figures are medians over rounds, and what counts is the ratio to
-*before*. A second table times the plain-data unpickler readers' arguments go
+*before*. Then a ``--big-mb`` NumPy array is sent and returned (best of 4): its
+body is received into a buffer that now grows as bytes arrive instead of being
+allocated at the declared length, which must not cost the zero-copy path. A
+second table times the plain-data unpickler readers' arguments go
 through (den.node.safepickle) against the C unpickler writers get.
 
     .venv/bin/python bench/bench_http_parser.py [--rounds 7] [--calls 2000]
@@ -44,6 +47,10 @@ from den.node.caller import NodeClient  # noqa: E402
 
 def noop(*args, **kwargs):
     return None
+
+
+def echo(x):
+    return x
 
 
 def free_port() -> int:
@@ -132,6 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--big-mb", type=int, default=100)
     ap.add_argument("--baseline-ref", default=None,
                     help="git ref of the daemon to compare with (default: merge-base with main)")
     ns = ap.parse_args()
@@ -153,12 +161,23 @@ def main() -> None:
             procs.append(proc)
             client = NodeClient(url, stream=None)
             client.put_function("noop", noop)
+            client.put_function("echo", echo)
             for _ in range(300):
                 client.call("noop")
             clients[name] = client
         for _ in range(ns.rounds):
             for name, client in clients.items():
                 results[name].append(p50_ms(lambda c=client: c.call("noop"), ns.calls))
+        big: dict[str, float] = {}
+        if ns.big_mb:
+            import numpy as np
+
+            array = np.ones(ns.big_mb << 17)  # float64: 8 bytes each
+            for i in range(4):  # alternating who goes first
+                for name in ("before", "httptools")[::1 if i % 2 else -1]:
+                    t = time.perf_counter()
+                    clients[name].call("echo", args=(array,))
+                    big[name] = min(big.get(name, float("inf")), time.perf_counter() - t)
     finally:
         for proc in procs:
             proc.terminate()
@@ -176,6 +195,13 @@ def main() -> None:
         med = statistics.median(values)
         spread = " ".join(f"{v:.3f}" for v in values)
         print(f"{name:12} {med:8.3f} {med / base:9.2f}   {spread}")
+    if big:
+        print()
+        print(f"{ns.big_mb} MB array sent and returned, best of 4 (MB/s counting both ways)")
+        for name in ("before", "httptools"):
+            seconds = big[name]
+            rate = 2 * ns.big_mb / seconds
+            print(f"{name:12} {rate:8.0f} {big['before'] / seconds:9.2f}")
     print()
     print("decoding call arguments: C unpickler (writers) vs den.node.safepickle (readers)")
     print(f"{'arguments':50} {'C us':>9} {'safe us':>9} {'x C':>7}")
