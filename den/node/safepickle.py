@@ -29,9 +29,19 @@ the function's code uses. ``builtins.getattr`` resolves only the few attributes
 in :data:`SAFE_ATTRIBUTES` (tz-aware timestamps pickle ``ZoneInfo._unpickle``
 that way).
 
+pandas trusts the state its pickles carry: a frame whose block claims rows its
+axis does not have makes pandas 3 write out of bounds (a crash, or worse), and a
+categorical's codes or a MultiIndex's are used as unchecked indexes. So pandas
+objects are checked as they are made (:func:`_check_pandas_call`,
+:func:`_check_pandas_state`, :func:`_check_pandas_made`): block placements inside
+their axis, categorical codes inside their categories, MultiIndex codes verified
+(its ``verify_integrity`` cannot be turned off), string arrays holding strings.
+
 What this does not stop: a pickle can still make large objects (``bytes(10**11)``,
 a list of a huge range), as a large argument can; the worker then fails or dies
-and is restarted.
+and is restarted. NumPy and pandas are large C extensions: the checks above cover
+the unchecked state found by reading how their objects unpickle, not every bug
+they may have.
 
 A pickle that names no global at all (containers, strings, numbers, bytes: most
 calls' arguments) is plain data by construction and goes through the C unpickler.
@@ -245,7 +255,10 @@ class DataUnpickler(_Base):
 
     def _load_reduce(self) -> None:
         func = self.stack[-2]
+        if _is_pandas(func):
+            self.stack[-1] = _check_pandas_call(func, self.stack[-1])
         _Base.load_reduce(self)
+        _check_pandas_made(self.stack[-1])
         if isinstance(func, type) or id(func) in self._builders:
             self._mark_made()
 
@@ -267,12 +280,121 @@ class DataUnpickler(_Base):
             raise PickleRefused(_qualified(target) if isinstance(target, type)
                                 else f"a {type(target).__name__} it did not make",
                                 action="change")
+        _check_pandas_state(target, self.stack[-1])
         _Base.load_build(self)
+        _check_pandas_made(target)
 
     dispatch[pickle.REDUCE[0]] = _load_reduce
     dispatch[pickle.NEWOBJ[0]] = _load_newobj
     dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
     dispatch[pickle.BUILD[0]] = _load_build
+
+
+# -- pandas: state its C code trusts ---------------------------------------------------
+
+
+def _is_pandas(obj: Any) -> bool:
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return isinstance(module, str) and module.split(".", 1)[0] == "pandas"
+
+
+def _check_placements(blocks: Any, axes: Any) -> None:
+    """Every block's rows (its placement) lie inside the items axis, once each."""
+    import numpy as np
+    from pandas.core.indexes.base import Index
+    from pandas.core.internals.blocks import Block
+
+    if not isinstance(axes, list | tuple) or not axes or not all(
+            isinstance(ax, Index) for ax in axes):
+        raise PickleRefused("a pandas block manager whose axes are not indexes", action="make")
+    n = len(axes[0])
+    seen = 0
+    for blk in blocks if isinstance(blocks, list | tuple) else (blocks,):
+        if not isinstance(blk, Block):
+            raise PickleRefused("a pandas block manager holding a non-block", action="make")
+        locs = np.asarray(blk.mgr_locs.as_array)
+        if locs.size and (locs.min() < 0 or locs.max() >= n):
+            raise PickleRefused("a pandas block placed outside its axis", action="make")
+        seen += int(locs.size)
+    if seen > n:
+        raise PickleRefused("pandas blocks that overlap", action="make")
+
+
+def _check_pandas_call(func: Any, args: Any) -> Any:
+    """Check (or fix) the arguments of a pandas reconstructor before it runs."""
+    name = getattr(func, "__name__", "")
+    if not isinstance(args, tuple):
+        return args
+    if name in ("BlockManager", "SingleBlockManager") and isinstance(func, type):
+        if len(args) < 2:
+            raise PickleRefused(f"a pandas {name} without blocks and axes", action="make")
+        blocks, axes = args[0], args[1]
+        _check_placements(blocks, axes if name == "BlockManager" else [axes])
+        return (blocks, axes)  # never verify_integrity=False
+    if name == "_new_Index" and len(args) == 2 and isinstance(args[1], dict)             and "verify_integrity" in args[1]:
+        return (args[0], {k: v for k, v in args[1].items() if k != "verify_integrity"})
+    return args
+
+
+def _check_pandas_state(target: Any, state: Any) -> None:
+    """Check a pandas block manager's pickled state before ``__setstate__`` uses it."""
+    if not _is_pandas(target) or type(target).__name__ not in ("BlockManager",
+                                                               "SingleBlockManager"):
+        return
+    try:
+        inner = state[3]["0.14.1"]
+        axes, blocks = inner["axes"], inner["blocks"]
+        from pandas._libs.internals import BlockPlacement
+        from pandas.core.indexes.base import ensure_index
+
+        axes = [ensure_index(ax) for ax in axes]
+        placements = [BlockPlacement(b["mgr_locs"]) for b in blocks]
+    except PickleRefused:
+        raise
+    except Exception:
+        return  # not the state pandas reads: its __setstate__ refuses it
+    import numpy as np
+
+    n = len(axes[0]) if axes else 0
+    for bp in placements:
+        locs = np.asarray(bp.as_array)
+        if locs.size and (locs.min() < 0 or locs.max() >= n):
+            raise PickleRefused("a pandas block placed outside its axis", action="make")
+
+
+def _check_pandas_made(obj: Any) -> None:
+    """Check a pandas object right after it is made, before anything reads it."""
+    if not _is_pandas(type(obj)):
+        return
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(obj, pd.Categorical | pd.arrays.StringArray) \
+            and getattr(obj, "_ndarray", None) is None:
+        return  # made empty by its reconstructor; checked again once BUILD fills it
+    if isinstance(obj, pd.Categorical):
+        codes, dtype = obj._ndarray, getattr(obj, "_dtype", None)
+        if not isinstance(dtype, pd.CategoricalDtype) or not isinstance(codes, np.ndarray) \
+                or codes.dtype.kind not in "iu":
+            raise PickleRefused("a pandas Categorical without integer codes", action="make")
+        n = len(dtype.categories) if dtype.categories is not None else 0
+        if codes.size and (codes.min() < -1 or codes.max() >= n):
+            raise PickleRefused("a pandas Categorical whose codes are not its categories'",
+                                action="make")
+    elif isinstance(obj, pd.MultiIndex):
+        try:
+            obj._verify_integrity()
+        except Exception as exc:
+            raise PickleRefused(f"a pandas MultiIndex that is not one ({exc})",
+                                action="make") from None
+    elif isinstance(obj, pd.arrays.StringArray):
+        from pandas._libs import lib
+
+        values = obj._ndarray
+        if not isinstance(values, np.ndarray) or values.dtype != object \
+                or (values.size and not lib.is_string_array(values.ravel(), skipna=True)):
+            raise PickleRefused("a pandas StringArray that holds more than strings",
+                                action="make")
 
 
 class _NeedsGlobals(Exception):

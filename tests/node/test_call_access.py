@@ -31,6 +31,7 @@ from den.node.caller import NodeClient
 from den.node.errors import NodeForbidden, PickleRefused
 
 from .conftest import CLUSTER, Daemon, FakeDen
+from .evil_pandas import PAYLOADS as EVIL_PANDAS
 from .pickle_types import Point
 
 TRAIN = "/alice/train"
@@ -210,6 +211,16 @@ def test_readers_cannot_patch_classes(node: Daemon, token: str) -> None:
     assert resp.json()["error"]["message"].startswith("arguments may not change pandas.Index")
     with NodeClient(node.url, token="den_alice", stream=None) as owner:
         assert owner.call("patched") is False
+
+
+@pytest.mark.parametrize("name", sorted(EVIL_PANDAS))
+def test_readers_cannot_send_pandas_objects_pandas_would_misread(node: Daemon, name: str) -> None:
+    make, message = EVIL_PANDAS[name]
+    resp = post(node, "den_bob", "/objects/train/call", cloudpickle.dumps(((make(),), {})))
+    assert resp.status_code == 400, resp.text
+    assert message in resp.json()["error"]["message"]
+    env = httpx.get(f"{node.url}/envs/base", headers={"authorization": "Bearer den_alice"}).json()
+    assert env["restarts"] == 0 and env["state"] == "ready"  # the worker did not crash
 
 
 def test_the_caller_library_raises_the_refusal(node: Daemon, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pickle
 import subprocess
 import uuid
 import zoneinfo
+from pathlib import Path
 
 import cloudpickle
 import numpy as np
@@ -25,6 +26,7 @@ import pytest
 from den.node import safepickle
 from den.node.safepickle import PickleRefused
 
+from .evil_pandas import PAYLOADS as EVIL_PANDAS
 from .pickle_types import Point
 
 VALUES = [
@@ -153,3 +155,22 @@ def test_extension_codes_go_through_the_allow_list() -> None:
     finally:
         copyreg.remove_extension("posix", "system", 0x7A)
 
+
+
+@pytest.mark.parametrize("name", sorted(EVIL_PANDAS))
+def test_pandas_objects_pandas_would_misread_are_refused(name) -> None:
+    make, message = EVIL_PANDAS[name]
+    data = pickle.dumps(((make(),), {}), protocol=5)
+    assert f"arguments may not make {message}" in refused(data)
+
+
+def test_the_misplaced_frame_is_live(tmp_path) -> None:
+    """Control: the full unpickler takes the frame, and using it fails (pandas 3:
+    a segfault) instead of working."""
+    import sys
+
+    code = ("import pickle; from tests.node.evil_pandas import frame_outside_axis; "
+            "df = pickle.loads(pickle.dumps(frame_outside_axis())); print(df['a'].sum())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                          cwd=str(Path(__file__).parents[2]))
+    assert done.returncode != 0
