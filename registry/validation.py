@@ -115,6 +115,27 @@ def _check_object(config: dict, field: str) -> None:
         _fail(field, f"config.{field} must be an object.")
 
 
+# A dotted Python name of at least two parts: no wildcards, no whole top-level module.
+_DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+MAX_PICKLE_ALLOW = 200  # the node daemon's limit too
+
+
+def _check_pickle_allow(config: dict) -> None:
+    """``pickle_allow``: the classes (or functions) callers with read access may send in
+    pickled arguments beyond plain data, each named exactly (``mypkg.types.Point``)."""
+    value = config.get("pickle_allow")
+    if value is None:
+        return
+    if not isinstance(value, list) or len(value) > MAX_PICKLE_ALLOW:
+        _fail("pickle_allow", f"config.pickle_allow must be a list of at most {MAX_PICKLE_ALLOW} "
+                              "dotted names such as 'mypkg.types.Point'.")
+    for name in value:
+        if not isinstance(name, str) or not _DOTTED_NAME.match(name):
+            _fail("pickle_allow", f"config.pickle_allow entries are dotted names of a class or "
+                                  f"function such as 'mypkg.types.Point', not {name!r}: no "
+                                  "wildcards or whole modules.")
+
+
 def _check_address_field(config: dict, field: str) -> None:
     if field in config and config[field] is not None:
         if not isinstance(config[field], str):
@@ -159,6 +180,7 @@ def _validate_callable(config: dict) -> None:
     _check_str(config, "code")
     _check_object(config, "pointers")
     _check_object(config, "signature")
+    _check_pickle_allow(config)
 
 
 def _validate_env(config: dict, prefix: str = "") -> None:

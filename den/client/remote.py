@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from den.client import api
 from den.client.errors import (
     AuthenticationError,
+    BadRequest,
     CallTimeout,
     DenError,
     NetworkError,
@@ -238,6 +239,9 @@ def _translate(exc: BaseException, what: str) -> BaseException:
         )
     if isinstance(exc, node_errors.NodeForbidden):
         return PermissionDenied(f"{what}: {message}.", status=status)
+    if isinstance(exc, node_errors.PickleRefused):
+        # Read access to a function lets you call it with data, not run code.
+        return BadRequest(f"{what}: {message}.", code="pickle_refused", status=status)
     if isinstance(exc, node_errors.ObjectNotFound):
         return NotFound(f"{what}: {message}.", status=status)
     if isinstance(exc, node_errors.WorkerCrashed):
@@ -392,14 +396,17 @@ def _build_spec(session: Session, node: NodeClient, resource: Runnable,
                     "cluster restarted?): its owner must send it again with .to(cluster).",
                     code="code_not_found",
                 )
+    # What callers with read access may send beyond plain data (the config's
+    # pickle_allow); den validated it when it was saved, the daemon checks it again.
+    allow = resource.data.get("pickle_allow") or None
     if resource.TYPE == "function":
         spec = function_spec(obj if node_pointers is None else None, env=env, code=code,
-                             pointers=node_pointers, address=address)
+                             pointers=node_pointers, address=address, pickle_allow=allow)
     else:
         init: tuple[tuple[Any, ...], dict[str, Any]] = resource._init_args or ((), {})
         spec = module_spec(obj if node_pointers is None else None, init_args=init[0],
                            init_kwargs=init[1], env=env, code=code, pointers=node_pointers,
-                           address=address)
+                           address=address, pickle_allow=allow)
     if code is not None:
         resource.code = code
     return spec, str(root) if root is not None else None

@@ -13,6 +13,8 @@ Start it::
 
 Every flag also reads ``DEN_NODE_<FLAG>`` (e.g. ``DEN_NODE_DEN_URL``,
 ``DEN_NODE_DEN_AUTH=0``). Workers never see ``DEN_NODE_*`` variables.
+``DEN_NODE_HTTP_PARSER=httptools|h11`` picks the parser of request heads (default:
+httptools when it imports, else h11; see :mod:`den.node.httpserver`).
 
 Modules: :mod:`~den.node.app` (the ASGI app), :mod:`~den.node.httpserver` (the
 HTTP/1.1 server it runs on by default; uvicorn is the alternative),
@@ -33,6 +35,14 @@ Errors are JSON ``{"error": {"code", "message", ...}}`` with the status of
 object's address (given at put time) or else on the cluster's; every other write
 needs ``write`` on the cluster's address; listings need ``read`` on it.
 
+A call's caller without ``write`` on the cluster (a reader, a read-only token, the
+cluster's own token) may call public methods only (private ones, ``_x`` and
+``__setattr__`` alike, are 403; ``call`` means ``__call__``), and its pickled
+arguments are decoded as plain data (:mod:`den.node.safepickle`, plus the object's
+``pickle_allow``): anything else is a 400 ``pickle_refused`` naming what it needed.
+Writers of the cluster send any pickle. The daemon decides, with den's answer, and
+tells the worker in the call's meta.
+
 ``GET /health``
     ``{"status": "ok", "version": ...}`` (no auth).
 
@@ -41,7 +51,7 @@ needs ``write`` on the cluster's address; listings need ``read`` on it.
     "setup_cmds", "python"}, "code": sha256|null, "pointers": {"module",
     "qualname"}|null, "by_value": base64(cloudpickle(obj))|null, "init":
     base64(cloudpickle((args, kwargs)))|null, "init_json": {"args", "kwargs"}|null,
-    "address": "/alice/train"|null}``. Either ``by_value`` or ``pointers`` (with
+    "address": "/alice/train"|null, "pickle_allow": ["pkg.mod.Class", ...]|null}``. Either ``by_value`` or ``pointers`` (with
     ``code``, the bundle whose root goes first on the worker's ``sys.path``). A
     module given as a class is instantiated with ``init``/``init_json``; one given as
     an instance is kept as is. The body is JSON, not a pickle, so that the daemon
@@ -66,7 +76,9 @@ needs ``write`` on the cluster's address; listings need ``read`` on it.
     ``Accept: application/x-ndjson``, a stream of JSON lines (``{"stream",
     "text"}``, ``{"yield": ...}``, then ``{"result": ...}`` or ``{"error": ...}``).
     ``X-Den-Timeout: <seconds>`` sets the call's timeout (else the daemon's
-    ``--call-timeout``).
+    ``--call-timeout``). A body past ``--max-body-mb`` (default 1024) is a 413.
+    An error found before the call runs (bad arguments, ``pickle_refused``, no such
+    method) is answered with its status and a JSON error body, whatever the format.
 
 ``HEAD /code/<sha256>``
     200 if the bundle is on the node, else 404.

@@ -5,6 +5,14 @@ Raw ASGI rather than a framework: a call is the hot path, and routing it is one
 Authorisation runs before the body is read, so an unauthorised request's body is
 never even received, let alone unpickled (the daemon unpickles nothing anyway: the
 env's worker does, and only for authorised calls).
+
+Who may send what is decided here, never in the worker: a caller whose token has
+``write`` on the cluster (asked of den like every other check, and cached the same
+way) is *trusted*: its pickles are unpickled in full and it may call private
+(``_``) methods. Every other caller (read access to the function or the cluster, the
+cluster's own token) may call public methods only, and its pickles are decoded as
+plain data (:mod:`den.node.safepickle`), since unpickling runs code. The call's IPC
+meta tells the worker which (``"t"``). With den auth off, everyone is trusted.
 """
 
 from __future__ import annotations
@@ -60,8 +68,21 @@ async def send_json(send: Send, status: int, body: bytes,
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body (one join at most), or 413 past ``limit`` bytes."""
+def _too_large(limit: int, setting: str | None) -> HttpError:
+    what = f"{limit // _MB} MB, its {setting} setting" if setting else f"{limit // _MB} MB"
+    fix = f": send less, or start the daemon with a larger {setting}" if setting else ""
+    return HttpError(413, "too_large",
+                     f"the request body is larger than this daemon accepts ({what}){fix}")
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int,
+                    setting: str | None = None) -> bytes:
+    """The whole request body (one join at most), or 413 past ``limit`` bytes: at
+    once when the declared Content-Length is over it, before any of it arrives.
+    ``setting`` names the daemon flag that sets ``limit``, for the message."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _too_large(limit, setting)
     msg = await receive()
     if msg["type"] == "http.disconnect":
         # Not an empty body: a call must not run on what never arrived.
@@ -69,7 +90,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     body: bytes = msg.get("body", b"")
     if not msg.get("more_body", False):
         if len(body) > limit:
-            raise HttpError(413, "too_large", f"the body is larger than {limit // _MB} MB")
+            raise _too_large(limit, setting)
         return body
     chunks = [body]
     size = len(body)
@@ -80,7 +101,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunk = msg.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise HttpError(413, "too_large", f"the body is larger than {limit // _MB} MB")
+            raise _too_large(limit, setting)
         chunks.append(chunk)
         if not msg.get("more_body", False):
             return b"".join(chunks)
@@ -175,17 +196,23 @@ class NodeApp:
     async def _authorize(self, scope: Scope, address: str, level: str) -> None:
         if self.auth is None:
             return
-        token = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                text = value.decode("latin-1")
-                if text[:7].lower() == "bearer ":
-                    token = text[7:].strip()
-                break
         try:
-            await self.auth.check(token, address, level)
+            await self.auth.check(_bearer(scope), address, level)
         except AuthDenied as exc:
             raise HttpError(exc.status, exc.code, exc.message) from None
+
+    async def _writes_cluster(self, scope: Scope) -> bool:
+        """Whether the caller has ``write`` on this cluster (then it is trusted with
+        full pickles and private methods). den's 401/403/404 all mean "no"."""
+        if self.auth is None:
+            return True
+        try:
+            await self.auth.check(_bearer(scope), self.cluster_address, "write")
+        except AuthDenied as exc:
+            if exc.status in (401, 403, 404):
+                return False
+            raise HttpError(exc.status, exc.code, exc.message) from None
+        return True
 
     # -- calls ------------------------------------------------------------------
     async def _call(self, scope: Scope, receive: Receive, send: Send, name: str,
@@ -219,7 +246,18 @@ class NodeApp:
             enc = "pickle"
         else:
             enc = "json"
-        body = await read_body(receive, self.config.max_body_mb * _MB)
+        private = method.startswith("_") and method != "__call__"
+        # Only pickles and private methods need to know; JSON needs no trust.
+        trusted = self.auth is None or (
+            (private or enc != "json") and await self._writes_cluster(scope))
+        if private and not trusted:
+            raise HttpError(
+                403, "forbidden",
+                f"{method!r} is a private method: callers with read access may call public "
+                f"methods only (names not starting with '_'); writers of "
+                f"{self.cluster_address} may call it",
+            )
+        body = await read_body(scope, receive, self.config.max_body_mb * _MB, "--max-body-mb")
         env = rt.envs.get(rec.env)
         if env is None:
             raise HttpError(500, "env_failed", f"env {rec.env!r} is gone")
@@ -232,7 +270,7 @@ class NodeApp:
             raise HttpError(500, "env_failed",
                             f"{name!r} could not be re-created after its worker restarted: "
                             f"{rec.error}; put it again")
-        cid, inbox = env.open(p.CALL, rec.call_meta(method, enc), body)
+        cid, inbox = env.open(p.CALL, rec.call_meta(method, enc, trusted), body)
         if len(body) >= 1 << 16:
             await env.drain()
         rt.calls_in_flight += 1
@@ -257,7 +295,7 @@ class NodeApp:
     # -- objects ----------------------------------------------------------------
     async def _put_object(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         await self._authorize(scope, self.cluster_address, "write")
-        body = await read_body(receive, self.config.max_body_mb * _MB)
+        body = await read_body(scope, receive, self.config.max_body_mb * _MB, "--max-body-mb")
         info = await self.runtime.put_object(name, body)
         await send_json(send, 200, json.dumps(info).encode())
 
@@ -291,7 +329,8 @@ class NodeApp:
             if self.runtime.has_code(sha):
                 await send_json(send, 200, json.dumps({"sha": sha, "created": False}).encode())
                 return
-            body = await read_body(receive, self.config.max_code_mb * _MB)
+            body = await read_body(scope, receive, self.config.max_code_mb * _MB,
+                                   "--max-code-mb")
             created = await asyncio.to_thread(self.runtime.store_code, sha, body)
             await send_json(send, 201 if created else 200,
                             json.dumps({"sha": sha, "created": created}).encode())
@@ -307,7 +346,7 @@ class NodeApp:
             await send_json(send, 200, json.dumps({"envs": envs}).encode())
         elif not rest and method == "POST":
             await self._authorize(scope, self.cluster_address, "write")
-            body = await read_body(receive, _MB)
+            body = await read_body(scope, receive, _MB)
             try:
                 spec = EnvSpec.from_json(json.loads(body))
             except ValueError as exc:
@@ -331,6 +370,17 @@ class NodeApp:
             raise HttpError(404, "not_found", "no such route")
 
 
+def _bearer(scope: Scope) -> str | None:
+    """The caller's bearer token, if it sent one."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                return text[7:].strip()
+            return None
+    return None
+
+
 def _time_out(env: EnvWorker, cid: int, inbox: Inbox, seconds: float) -> None:
     """Abandon a call that ran past its timeout and ask the worker to cancel it."""
     env.close(cid)
@@ -343,9 +393,18 @@ def _time_out(env: EnvWorker, cid: int, inbox: Inbox, seconds: float) -> None:
     env.send(p.CANCEL, cid, b"", b"")
 
 
+#: Errors a worker reports before running anything: the request was wrong, so the
+#: answer carries their status (and a JSON body) rather than 200 and an X frame.
+_REQUEST_ERRORS = frozenset({"bad_request", "pickle_refused", "not_found"})
+
+
 async def _respond_frames(send: Send, inbox: Inbox) -> None:
     """Framed response: one sized body when the result comes first, else chunked."""
     kind, payload = await inbox.get()
+    if kind == p.ERROR and json.loads(payload).get("code") in _REQUEST_ERRORS:
+        status, body = _error_json(payload)
+        await send_json(send, status, body)
+        return
     if kind == p.RESULT or kind == p.ERROR:
         header = p.HTTP_HEADER.pack(kind, len(payload))
         await send({

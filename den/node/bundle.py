@@ -2,9 +2,12 @@
 
 The tarball is deterministic (sorted entries, zeroed times and owners), so the same
 tree always hashes the same and an unchanged project is never uploaded twice.
-Files ignored by ``.gitignore`` files (simple patterns: ``*``, ``?``, ``**``,
-anchoring ``/``, trailing ``/`` for directories, ``!`` negation) are left out, as
-are ``.git``, ``__pycache__``, ``.venv`` and ``*.pyc`` always.
+Files ignored by ``.gitignore`` files are left out, matched by the ``pathspec``
+library with git's rules (``[...]`` classes as in ``*.py[cod]``, ``**``, anchoring
+``/``, trailing ``/`` for directories, ``!`` negation, escapes); a ``.gitignore``
+applies to its own directory and below, and a deeper one overrides a shallower one.
+As in git, nothing inside an ignored directory comes back by negation. ``.git``,
+``__pycache__``, ``.venv`` and ``*.pyc`` are always left out.
 """
 
 from __future__ import annotations
@@ -13,11 +16,10 @@ import gzip
 import hashlib
 import io
 import os
-import re
 import stat
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from den.node.errors import BundleTooLarge
 
@@ -28,78 +30,32 @@ ALWAYS_SKIP_DIRS = frozenset(
 ALWAYS_SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
-@dataclass(frozen=True)
-class _Rule:
-    base: str  # directory of the .gitignore, relative to the root ("" for the root)
-    regex: re.Pattern[str]
-    anchored: bool
-    dir_only: bool
-    negate: bool
-
-
-def _translate(pattern: str) -> str:
-    out = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
-
-
-def _parse_gitignore(text: str, base: str) -> list[_Rule]:
-    rules = []
-    for raw in text.splitlines():
-        line = raw.rstrip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        if negate:
-            line = line[1:]
-        dir_only = line.endswith("/")
-        line = line.rstrip("/")
-        anchored = "/" in line
-        line = line.lstrip("/")
-        if not line:
-            continue
-        rules.append(_Rule(base, re.compile(rf"^{_translate(line)}$"), anchored, dir_only, negate))
-    return rules
-
-
-def _ignored(rules: list[_Rule], rel: str, is_dir: bool) -> bool:
+def _ignored(specs: list[tuple[str, Any]], rel: str, is_dir: bool) -> bool:
+    """Whether ``rel`` is ignored: every .gitignore from the root down to its
+    directory is asked in turn, and the last one with a matching pattern decides
+    (a deeper file overrides a shallower one, as in git)."""
+    path = rel + "/" if is_dir else rel
     result = False
-    name = rel.rsplit("/", 1)[-1]
-    for rule in rules:
-        if rule.dir_only and not is_dir:
-            continue
-        if rule.base:
-            if not rel.startswith(rule.base + "/"):
+    for base, spec in specs:
+        if base:
+            if not rel.startswith(base + "/"):
                 continue
-            sub = rel[len(rule.base) + 1:]
+            sub = path[len(base) + 1:]
         else:
-            sub = rel
-        if rule.regex.match(sub if rule.anchored else name):
-            result = not rule.negate
+            sub = path
+        hit = spec.check_file(sub).include
+        if hit is not None:
+            result = hit
     return result
 
 
 def project_files(root: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     """(relative path, path) of every file a bundle of ``root`` holds, sorted."""
+    from pathspec import GitIgnoreSpec  # only bundling needs it: not imported by `import den`
+
     root_path = Path(root).resolve()
-    rules: list[_Rule] = []
+    # (directory relative to the root, its .gitignore), parents before children
+    specs: list[tuple[str, Any]] = []
     files: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root_path):
         rel_dir = os.path.relpath(dirpath, root_path)
@@ -109,20 +65,20 @@ def project_files(root: str | os.PathLike[str]) -> list[tuple[str, Path]]:
                 text = (Path(dirpath) / ".gitignore").read_text(errors="replace")
             except OSError:
                 text = ""
-            rules.extend(_parse_gitignore(text, rel_dir))
+            specs.append((rel_dir, GitIgnoreSpec.from_lines(text.splitlines())))
         keep = []
         for d in sorted(dirnames):
             rel = f"{rel_dir}/{d}" if rel_dir else d
             if d in ALWAYS_SKIP_DIRS or os.path.islink(os.path.join(dirpath, d)):
                 continue
-            if not _ignored(rules, rel, True):
+            if not _ignored(specs, rel, True):
                 keep.append(d)
         dirnames[:] = keep
         for f in sorted(filenames):
             if f.endswith(ALWAYS_SKIP_SUFFIXES):
                 continue
             rel = f"{rel_dir}/{f}" if rel_dir else f
-            if _ignored(rules, rel, False):
+            if _ignored(specs, rel, False):
                 continue
             path = Path(dirpath) / f
             if path.is_file():  # follows a symlink to a file; drops dangling ones

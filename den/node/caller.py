@@ -89,9 +89,12 @@ def _env_json(env: EnvLike | Any) -> Any:
 
 
 def _target_spec(kind: str, obj: Any, *, env: EnvLike, code: str | None,
-                 pointers: Mapping[str, str] | None, address: str | None) -> dict[str, Any]:
+                 pointers: Mapping[str, str] | None, address: str | None,
+                 pickle_allow: Sequence[str] | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"kind": kind, "env": _env_json(env), "code": code,
                             "address": address}
+    if pickle_allow:
+        spec["pickle_allow"] = [str(name) for name in pickle_allow]
     if pointers is None and code is not None and obj is not None:
         pointers = pointers_for(obj)
     if pointers is not None:
@@ -105,19 +108,25 @@ def _target_spec(kind: str, obj: Any, *, env: EnvLike, code: str | None,
 
 def function_spec(fn: Callable[..., Any] | None = None, *, env: EnvLike = None,
                   code: str | None = None, pointers: Mapping[str, str] | None = None,
-                  address: str | None = None) -> dict[str, Any]:
+                  address: str | None = None,
+                  pickle_allow: Sequence[str] | None = None) -> dict[str, Any]:
     """The ``PUT /objects/<name>`` body for a function: by import pointers into the
-    code bundle when ``code`` is given and the function is importable, else by value."""
-    return _target_spec("function", fn, env=env, code=code, pointers=pointers, address=address)
+    code bundle when ``code`` is given and the function is importable, else by value.
+    ``pickle_allow``: dotted names of the extra classes callers with read access may
+    send in their pickled arguments (see den.node.safepickle)."""
+    return _target_spec("function", fn, env=env, code=code, pointers=pointers, address=address,
+                        pickle_allow=pickle_allow)
 
 
 def module_spec(obj: Any = None, *, init_args: Sequence[Any] = (),
                 init_kwargs: Mapping[str, Any] | None = None, env: EnvLike = None,
                 code: str | None = None, pointers: Mapping[str, str] | None = None,
-                address: str | None = None) -> dict[str, Any]:
+                address: str | None = None,
+                pickle_allow: Sequence[str] | None = None) -> dict[str, Any]:
     """The ``PUT /objects/<name>`` body for a module: a class (instantiated remotely
     with ``init_args``/``init_kwargs``) or an instance (sent by value, state and all)."""
-    spec = _target_spec("module", obj, env=env, code=code, pointers=pointers, address=address)
+    spec = _target_spec("module", obj, env=env, code=code, pointers=pointers, address=address,
+                        pickle_allow=pickle_allow)
     if obj is None or isinstance(obj, type):
         spec["init"] = _b64pickle((tuple(init_args), dict(init_kwargs or {})))
     return spec
@@ -358,17 +367,20 @@ class NodeClient:
     def put_function(self, name: str, fn: Callable[..., Any] | None = None, *,
                      env: EnvLike = None, code: str | None = None,
                      pointers: Mapping[str, str] | None = None,
-                     address: str | None = None) -> dict[str, Any]:
+                     address: str | None = None,
+                     pickle_allow: Sequence[str] | None = None) -> dict[str, Any]:
         return self.put_object(name, function_spec(fn, env=env, code=code, pointers=pointers,
-                                                   address=address))
+                                                   address=address, pickle_allow=pickle_allow))
 
     def put_module(self, name: str, obj: Any = None, *, init_args: Sequence[Any] = (),
                    init_kwargs: Mapping[str, Any] | None = None, env: EnvLike = None,
                    code: str | None = None, pointers: Mapping[str, str] | None = None,
-                   address: str | None = None) -> dict[str, Any]:
+                   address: str | None = None,
+                   pickle_allow: Sequence[str] | None = None) -> dict[str, Any]:
         return self.put_object(name, module_spec(obj, init_args=init_args,
                                                  init_kwargs=init_kwargs, env=env, code=code,
-                                                 pointers=pointers, address=address))
+                                                 pointers=pointers, address=address,
+                                                 pickle_allow=pickle_allow))
 
     def delete_object(self, name: str) -> None:
         self._request("DELETE", f"/objects/{name}")

@@ -25,7 +25,7 @@ class NodeConfig:
     autostop_mins: float = -1
     heartbeat_seconds: float = 30.0
     call_timeout: float | None = None
-    max_body_mb: int = 4096
+    max_body_mb: int = 1024
     max_code_mb: int = 512
     log_level: str = "info"
     http_server: str = "den"
@@ -71,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
                     default=float(_env("HEARTBEAT_SECONDS", "30") or 30))
     ap.add_argument("--call-timeout", type=float, default=float(_env("CALL_TIMEOUT", "0") or 0),
                     help="default per-call timeout in seconds (0: none); callers may set theirs")
-    ap.add_argument("--max-body-mb", type=int, default=int(_env("MAX_BODY_MB", "4096") or 4096))
+    ap.add_argument("--max-body-mb", type=int, default=int(_env("MAX_BODY_MB", "1024") or 1024),
+                    help="largest call or put body accepted (413 past it)")
     ap.add_argument("--max-code-mb", type=int, default=int(_env("MAX_CODE_MB", "512") or 512))
     ap.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
     ap.add_argument("--http-server", choices=("den", "uvicorn"),

@@ -32,6 +32,13 @@ class BadRequest(NodeError):
     code = "bad_request"
 
 
+class PickleRefused(BadRequest):
+    """The call's pickled arguments name a global that callers with read access may
+    not send (they send plain data); the message names it."""
+
+    code = "pickle_refused"
+
+
 class NodeUnauthorized(NodeError):
     """No token, or den does not know it: log in again or pass a valid token."""
 
@@ -134,6 +141,7 @@ _BY_CODE: dict[str, type[NodeError]] = {
     cls.code: cls
     for cls in (
         BadRequest,
+        PickleRefused,
         NodeUnauthorized,
         NodeForbidden,
         ObjectNotFound,

@@ -2,10 +2,25 @@
 
 Why not only uvicorn: measured here, uvicorn's request-body path takes 0.4-0.8 s to
 receive 100 MB (about 150-270 MB/s), and its per-request overhead dominates a no-op
-call. This server reads a large request body straight into one preallocated buffer
+call. This server reads a large request body straight into one buffer
 (``asyncio.BufferedProtocol``), hands it to the app as one message, writes a
 response's head and first body in one ``write``, and does little else per request.
 uvicorn stays available (``--http-server uvicorn``); the app is plain ASGI.
+
+Request heads are parsed by httptools (llhttp, the parser behind Node.js), or by
+h11 (pure Python) where httptools is not importable: a host's Python may have no
+wheel of it. ``DEN_NODE_HTTP_PARSER=httptools|h11`` picks one (default: httptools
+if it imports). Either way den adds the same checks on top, so both refuse the same
+heads with 400 and close the connection: anything but HTTP/1.0 and 1.1, a 1.1
+request without exactly one ``Host`` (1.0: at most one), obsolete line folding, bare
+CR or LF, control characters, a space before a header's colon, more than one
+``Content-Length``, a ``Transfer-Encoding`` other than ``chunked`` or beside a
+``Content-Length`` (shapes a proxy in front may read differently: request
+smuggling). Bodies never go through either parser: a ``Content-Length`` body is
+received straight into the buffer the app gets, which grows as the bytes arrive
+(never to the declared length up front, which would let a head that declares
+gigabytes and sends nothing take that much memory); chunked bodies are decoded
+here.
 
 Supported: keep-alive and pipelining (requests on a connection are served in
 order), ``Content-Length`` and chunked request bodies, ``Expect: 100-continue``,
@@ -20,7 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
+import re
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
@@ -34,6 +52,8 @@ App = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awa
                Coroutine[Any, Any, None]]
 
 MAX_HEAD = 64 * 1024
+#: A Content-Length body's buffer starts this large and doubles as bytes arrive.
+BODY_STEP = 1 << 20
 _STATUS = {
     100: b"Continue", 200: b"OK", 201: b"Created", 204: b"No Content", 400: b"Bad Request",
     401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed",
@@ -46,6 +66,147 @@ _STATUS = {
 
 def _status_line(status: int) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, _STATUS.get(status, b"Status"))
+
+
+# -- request heads ----------------------------------------------------------------
+
+#: (method, target, HTTP version, headers with lower-case names and stripped values)
+Head = tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]
+
+
+class BadHead(Exception):
+    """A request head den refuses (400, then the connection is closed)."""
+
+
+# Control characters other than HTAB; CR and LF are checked as line ends.
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Content-Length header lines (h11 merges repeated equal ones before den sees them).
+_CONTENT_LENGTH = re.compile(rb"^content-length:", re.IGNORECASE | re.MULTILINE)
+
+
+def _check_raw_head(head: bytes) -> None:
+    """What both parsers must refuse, whatever their own leniencies (h11 unfolds
+    obs-fold lines and takes bare LF; llhttp takes neither)."""
+    if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\r\n"):
+        raise BadHead("lines must end with CRLF")
+    if b"\r\n " in head or b"\r\n\t" in head:
+        raise BadHead("obsolete line folding is not accepted")
+    if _CTL.search(head):
+        raise BadHead("control character in the request head")
+    if len(_CONTENT_LENGTH.findall(head)) > 1:
+        raise BadHead("ambiguous or unsupported request body framing")
+
+
+class _HttptoolsHead:
+    """Callbacks of one httptools parse: the head's URL and headers."""
+
+    __slots__ = ("complete", "headers", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value.strip()))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+def parse_head_httptools(head: bytes) -> Head:
+    """Parse a complete request head (through its blank line) with llhttp."""
+    import httptools
+
+    cb = _HttptoolsHead()
+    parser = httptools.HttpRequestParser(cb)
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass  # parsed; den serves no upgrades (nor CONNECT), the route answers
+    except httptools.HttpParserError as exc:
+        raise BadHead(f"malformed request head ({exc})") from None
+    if not cb.complete:
+        raise BadHead("malformed request head")
+    return (parser.get_method(), cb.url, parser.get_http_version().encode(), cb.headers)
+
+
+def parse_head_h11(head: bytes) -> Head:
+    """Parse a complete request head with h11 (pure Python: the fallback)."""
+    import h11
+
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD + 4)
+    try:
+        conn.receive_data(head)
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise BadHead(f"malformed request head ({exc})") from None
+    if not isinstance(event, h11.Request):
+        raise BadHead("malformed request head")
+    headers = [(name, value.strip()) for name, value in event.headers]
+    return (event.method, event.target, event.http_version, headers)
+
+
+def head_parser(name: str | None = None) -> tuple[str, Callable[[bytes], Head]]:
+    """The head parser to use: ``name``, else ``DEN_NODE_HTTP_PARSER``, else httptools
+    when it imports and h11 otherwise."""
+    choice = (name or os.environ.get("DEN_NODE_HTTP_PARSER") or "auto").strip().lower()
+    if choice not in ("auto", "httptools", "h11"):
+        raise SystemExit(f"DEN_NODE_HTTP_PARSER must be httptools or h11, not {choice!r}")
+    if choice in ("auto", "httptools"):
+        try:
+            import httptools  # noqa: F401
+        except ImportError:
+            if choice == "httptools":
+                raise SystemExit("DEN_NODE_HTTP_PARSER=httptools, but httptools does not "
+                                 "import here: install den[node], or use h11") from None
+        else:
+            return "httptools", parse_head_httptools
+    return "h11", parse_head_h11
+
+
+def _framing(version: bytes, headers: list[tuple[bytes, bytes]]
+             ) -> tuple[int, bool, bool, bool]:
+    """(Content-Length, chunked, close after, expects 100-continue) of a parsed head,
+    refusing what either parser lets through that den does not accept."""
+    if version not in (b"1.0", b"1.1"):
+        raise BadHead(f"HTTP/{version.decode('latin-1')} is not supported: use HTTP/1.1")
+    length = 0
+    lengths = 0
+    hosts = 0
+    encodings: list[bytes] = []
+    close = version == b"1.0"
+    expect_continue = False
+    for name, value in headers:
+        if name == b"content-length":
+            # Digits only: int() would also take "-5", "+5" and "1_0", which a
+            # proxy in front may read differently (request smuggling).
+            if not value.isdigit():
+                raise BadHead("bad content-length")
+            lengths += 1
+            length = int(value)
+        elif name == b"transfer-encoding":
+            encodings.append(value.lower())
+        elif name == b"host":
+            hosts += 1
+        elif name == b"connection":
+            v = value.lower()
+            if b"close" in v:
+                close = True
+            elif b"keep-alive" in v:
+                close = False
+        elif name == b"expect":
+            expect_continue = value.lower() == b"100-continue"
+    if hosts > 1 or (version == b"1.1" and hosts == 0):
+        raise BadHead("an HTTP/1.1 request needs exactly one Host header")
+    # Ambiguous framing is refused, never guessed at (RFC 9112, section 6.3).
+    chunked = bool(encodings)
+    if lengths > 1 or (chunked and (lengths or encodings != [b"chunked"] or version == b"1.0")):
+        raise BadHead("ambiguous or unsupported request body framing")
+    return length, chunked, close, expect_continue
 
 
 class _Request:
@@ -85,9 +246,11 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.start = 0
         self.end = 0
         self.req: _Request | None = None
-        # A large body is read straight into its own buffer.
+        # A large body is read straight into its own buffer, grown as bytes arrive
+        # up to its declared length.
         self.target: bytearray | None = None
         self.target_pos = 0
+        self.target_len = 0
         # Chunked request body decoding state.
         self.chunks: list[bytes] | None = None
         self.chunks_size = 0
@@ -143,6 +306,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
     # -- reading ----------------------------------------------------------------
     def get_buffer(self, sizehint: int) -> memoryview:
         if self.target is not None:
+            if self.target_pos == len(self.target):
+                self._grow_target()
             return memoryview(self.target)[self.target_pos:]
         if self.end == len(self.buf):
             # Move what is left to the front (or into a bigger buffer, for a head or
@@ -154,10 +319,27 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self.buf, self.start, self.end = new, 0, left
         return memoryview(self.buf)[self.end:]
 
+    def _grow_target(self) -> None:
+        """Make room for more of the body: double the buffer, up to the declared length.
+
+        Growing in place (realloc) keeps what arrived where it is (on Linux a large
+        block is remapped, not copied); the buffer is never lent out here, since
+        the view the loop read into is released before it asks for the next one.
+        """
+        assert self.target is not None
+        old = len(self.target)
+        new = min(self.target_len, max(old * 2, old + BODY_STEP))
+        try:
+            self.target.extend(bytes(new - old))
+        except BufferError:  # a view of it is still alive somewhere: copy instead
+            grown = bytearray(new)
+            grown[:old] = self.target
+            self.target = grown
+
     def buffer_updated(self, nbytes: int) -> None:
         if self.target is not None:
             self.target_pos += nbytes
-            if self.target_pos == len(self.target):
+            if self.target_pos == self.target_len:
                 body, self.target = self.target, None
                 self._body_complete(body)
             return
@@ -195,66 +377,39 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     def _parse_head(self) -> bool:
         buf = self.buf
+        # Empty lines before a request line are ignored (RFC 9112, section 2.2).
+        while self.end - self.start >= 2 and buf[self.start:self.start + 2] == b"\r\n":
+            self.start += 2
         idx = buf.find(b"\r\n\r\n", self.start, self.end)
         if idx < 0:
             if self.end - self.start > MAX_HEAD:
-                self._reject(431, b"request head too large")
+                self._reject(431, "request head too large")
+            return False
+        if idx - self.start > MAX_HEAD:
+            self._reject(431, "request head too large")
             return False
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
-        lines = bytes(buf[self.start:idx]).split(b"\r\n")
+        raw = bytes(buf[self.start:idx + 4])
         self.start = idx + 4
         try:
-            method, target, version = lines[0].split(b" ", 2)
-        except ValueError:
-            self._reject(400, b"malformed request line")
-            return False
-        headers: list[tuple[bytes, bytes]] = []
-        length = 0
-        lengths: set[bytes] = set()
-        encodings: list[bytes] = []
-        close = version == b"HTTP/1.0"
-        expect_continue = False
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                self._reject(400, b"malformed header")
-                return False
-            name = name.strip().lower()
-            value = value.strip()
-            headers.append((name, value))
-            if name == b"content-length":
-                # Digits only: int() would also take "-5", "+5" and "1_0", which
-                # a proxy in front may read differently (request smuggling).
-                if not value.isdigit():
-                    self._reject(400, b"bad content-length")
-                    return False
-                lengths.add(value.lstrip(b"0"))
-                length = int(value)
-            elif name == b"transfer-encoding":
-                encodings.append(value.lower())
-            elif name == b"connection":
-                v = value.lower()
-                if b"close" in v:
-                    close = True
-                elif b"keep-alive" in v:
-                    close = False
-            elif name == b"expect":
-                expect_continue = value.lower() == b"100-continue"
-        # Ambiguous framing is refused, never guessed at (RFC 9112, section 6.3).
-        chunked = bool(encodings)
-        if len(lengths) > 1 or (chunked and (lengths or encodings != [b"chunked"])):
-            self._reject(400, b"ambiguous or unsupported request body framing")
+            _check_raw_head(raw)
+            method, target, version, headers = self.server.parse_head(raw)
+            length, chunked, close, expect_continue = _framing(version, headers)
+        except BadHead as exc:
+            self._reject(400, str(exc))
             return False
         if length > self.server.max_body:
-            self._reject(413, b"request body too large")
+            self._reject(413, f"the request body is larger than this daemon accepts "
+                              f"({self.server.max_body >> 20} MB: see --max-body-mb and "
+                              "--max-code-mb)")
             return False
         path_b, _, query = target.partition(b"?")
         scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.0" if version == b"HTTP/1.0" else "1.1",
+            "http_version": version.decode(),
             "method": method.decode("ascii", "replace"),
             "scheme": "http",
             "path": unquote(path_b.decode("latin-1")),
@@ -289,10 +444,11 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self.start += req.length
             self._body_complete(body)
             return True
-        target = bytearray(req.length)
+        # Not the declared length at once: only what arrived, and room for more.
+        target = bytearray(min(req.length, have + BODY_STEP))
         target[:have] = self.buf[self.start:self.end]
         self.start = self.end = 0
-        self.target, self.target_pos = target, have
+        self.target, self.target_pos, self.target_len = target, have, req.length
         return False
 
     def _read_chunked(self, req: _Request) -> bool:
@@ -304,24 +460,25 @@ class HttpProtocol(asyncio.BufferedProtocol):
             idx = buf.find(b"\r\n", self.start, self.end)
             if idx < 0:
                 if self.end - self.start > MAX_HEAD:
-                    self._reject(400, b"bad chunk size")
+                    self._reject(400, "bad chunk size")
                 return False
             size_text = bytes(buf[self.start:idx]).split(b";", 1)[0].strip()
             # Hex digits only: int(..., 16) would also take "-3", "0x5" and "1_0".
             if not 0 < len(size_text) <= 16 or size_text.strip(b"0123456789abcdefABCDEF"):
-                self._reject(400, b"bad chunk size")
+                self._reject(400, "bad chunk size")
                 return False
             size = int(size_text, 16)
             if self.chunks_size + size > self.server.max_body:
                 # Refused before the chunk is buffered, not after.
-                self._reject(413, b"request body too large")
+                self._reject(413, f"the request body is larger than this daemon accepts "
+                                  f"({self.server.max_body >> 20} MB)")
                 return False
             if size == 0:
                 # The last chunk: skip any trailers up to the blank line.
                 end = buf.find(b"\r\n\r\n", idx, self.end)
                 if end < 0:
                     if self.end - idx > MAX_HEAD:
-                        self._reject(431, b"request trailers too large")
+                        self._reject(431, "request trailers too large")
                     return False
                 self.start = end + 4
                 body = b"".join(self.chunks)
@@ -332,7 +489,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             if self.end - data_start < size + 2:
                 return False
             if buf[data_start + size:data_start + size + 2] != b"\r\n":
-                self._reject(400, b"chunk data not followed by CRLF")
+                self._reject(400, "chunk data not followed by CRLF")
                 return False
             self.chunks.append(bytes(buf[data_start:data_start + size]))
             self.chunks_size += size
@@ -346,10 +503,11 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if req.body_ready is not None and not req.body_ready.done():
             req.body_ready.set_result(None)
 
-    def _reject(self, status: int, message: bytes) -> None:
+    def _reject(self, status: int, message: str) -> None:
         """Answer a request we cannot parse and close the connection."""
         if self.transport is not None and not self.transport.is_closing():
-            body = b'{"error": {"code": "bad_request", "message": "%s"}}' % message
+            code = "too_large" if status == 413 else "bad_request"
+            body = json.dumps({"error": {"code": code, "message": message}}).encode()
             self.transport.write(
                 _status_line(status)
                 + b"content-type: application/json\r\ncontent-length: %d\r\n"
@@ -478,12 +636,13 @@ class HttpProtocol(asyncio.BufferedProtocol):
 class HttpServer:
     """Serves an ASGI app until stopped; runs its lifespan around that."""
 
-    def __init__(self, app: App, host: str, port: int, *, max_body: int = 4 << 30,
-                 keep_alive: float = 75.0) -> None:
+    def __init__(self, app: App, host: str, port: int, *, max_body: int = 1 << 30,
+                 keep_alive: float = 75.0, parser: str | None = None) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.max_body = max_body
+        self.parser_name, self.parse_head = head_parser(parser)
         self.keep_alive = keep_alive
         self.connections: set[HttpProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -530,7 +689,8 @@ class HttpServer:
         shutdown, lifespan_task = await self._lifespan()
         server = await loop.create_server(lambda: HttpProtocol(self.app, self), self.host,
                                           self.port, reuse_address=True, backlog=2048)
-        log.info("listening on http://%s:%s", self.host, self.port)
+        log.info("listening on http://%s:%s (HTTP parser: %s)", self.host, self.port,
+                 self.parser_name)
         try:
             await self.should_exit.wait()
         finally:

@@ -71,6 +71,7 @@ OUTPUT_KINDS = {STDOUT: "stdout", STDERR: "stderr", LOG: "log"}
 #: HTTP status the daemon answers with when it can still choose one.
 ERROR_STATUS = {
     "bad_request": 400,
+    "pickle_refused": 400,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,

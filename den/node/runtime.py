@@ -28,12 +28,14 @@ from typing import Any
 
 from den.node import protocol as p
 from den.node.envs import EnvError, EnvSpec, EnvWorker
+from den.node.safepickle import DOTTED_NAME_RE
 
 log = logging.getLogger("den.node")
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 ADDRESS_RE = re.compile(r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+$")
+MAX_PICKLE_ALLOW = 200
 
 
 class RequestError(Exception):
@@ -63,14 +65,18 @@ class ObjectRecord:
     info: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     error: str | None = None
-    _metas: dict[tuple[str | None, str], bytes] = field(default_factory=dict)
+    _metas: dict[tuple[str | None, str, bool], bytes] = field(default_factory=dict)
 
-    def call_meta(self, method: str | None, enc: str) -> bytes:
-        """The IPC meta of a call (cached: it is the same for every call)."""
-        key = (method, enc)
+    def call_meta(self, method: str | None, enc: str, trusted: bool) -> bytes:
+        """The IPC meta of a call (cached: it is the same for every call).
+
+        ``trusted`` (``"t"``): the caller writes the cluster, so its pickles are
+        unpickled in full and it may call private methods; else plain data only.
+        """
+        key = (method, enc, trusted)
         meta = self._metas.get(key)
         if meta is None:
-            meta = json.dumps({"o": self.name, "m": method, "e": enc}).encode()
+            meta = json.dumps({"o": self.name, "m": method, "e": enc, "t": trusted}).encode()
             self._metas[key] = meta
         return meta
 
@@ -122,6 +128,17 @@ def _parse_put(spec: Any) -> dict[str, Any]:
             raise RequestError("bad_request", f"{key} must be base64 text", field=key)
     if spec.get("init_json") is not None and not isinstance(spec["init_json"], dict):
         raise RequestError("bad_request", "init_json must be {args, kwargs}", field="init_json")
+    allow = spec.get("pickle_allow")
+    if allow is not None and not (
+        isinstance(allow, list) and len(allow) <= MAX_PICKLE_ALLOW
+        and all(isinstance(n, str) and DOTTED_NAME_RE.match(n) for n in allow)
+    ):
+        raise RequestError(
+            "bad_request",
+            f"pickle_allow must be a list of at most {MAX_PICKLE_ALLOW} dotted names such as "
+            "'mypkg.types.Point' (a class or function, never a whole module or a wildcard)",
+            field="pickle_allow",
+        )
     try:
         env = EnvSpec.from_json(spec.get("env"))
     except ValueError as exc:
@@ -132,10 +149,11 @@ def _parse_put(spec: Any) -> dict[str, Any]:
 def _extract_bundle(data: bytes, dest: Path) -> None:
     """Unpack a tar(.gz) or zip bundle, refusing paths that leave ``dest``."""
     if data[:2] == b"PK":
+        root = dest.resolve()
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for member in zf.namelist():
-                target = (dest / member).resolve()
-                if not str(target).startswith(str(dest.resolve())):
+                # A path check, not a string prefix: /x/code/abc-evil starts with /x/code/abc.
+                if not (dest / member).resolve().is_relative_to(root):
                     raise ValueError(f"unsafe path in bundle: {member}")
             zf.extractall(dest)  # noqa: S202 - every member checked above
         return

@@ -3,7 +3,9 @@
 The daemon starts one worker per env (``python -c <boot> <fd>``, see
 :mod:`den.node.envs`) and talks to it over an inherited Unix socket with the IPC
 framing of :mod:`den.node.protocol`. The worker is the only process that unpickles
-what callers send: the daemon passes argument bytes through untouched.
+what callers send: the daemon passes argument bytes through untouched, and says in
+each call's meta whether the caller may send any pickle (a writer of the cluster) or
+plain data only (:mod:`den.node.safepickle`); the worker never decides that itself.
 
 Threads: a leader/follower pool. One thread at a time (the leader) waits for the
 next frame; having read one, it hands leadership to an idle thread (starting one if
@@ -37,6 +39,7 @@ from typing import Any, TextIO
 import cloudpickle
 
 from den.node import protocol as p
+from den.node import safepickle
 
 _current_call: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "den_node_call", default=None
@@ -49,6 +52,10 @@ class CallCancelled(BaseException):
 
 class BadCall(Exception):
     """The call names a method the object lacks, or its arguments do not decode."""
+
+
+class ArgumentsRefused(BadCall):
+    """A caller who may send plain data only sent a pickle that needs more."""
 
 
 def _type_name(cls: type) -> str:
@@ -189,12 +196,15 @@ class CallLogHandler(logging.Handler):
 class Obj:
     """One object held by the worker: a function, or a module (class instance)."""
 
-    __slots__ = ("kind", "name", "target")
+    __slots__ = ("allow", "kind", "name", "target")
 
-    def __init__(self, name: str, kind: str, target: Any) -> None:
+    def __init__(self, name: str, kind: str, target: Any,
+                 allow: frozenset[str] = frozenset()) -> None:
         self.name = name
         self.kind = kind
         self.target = target
+        #: Extra globals its owner lets plain-data callers' pickles name (pickle_allow).
+        self.allow = allow
 
 
 class Worker:
@@ -334,7 +344,8 @@ class Worker:
             spec = json.loads(body)
             kind = spec.get("kind", "function")
             target = self._materialize(spec, meta.get("code_dir"))
-            self.objects[meta["name"]] = Obj(meta["name"], kind, target)
+            allow = frozenset(spec.get("pickle_allow") or ())
+            self.objects[meta["name"]] = Obj(meta["name"], kind, target, allow)
             info: dict[str, Any] = {"kind": kind}
             if kind == "module":
                 cls = type(target)
@@ -352,29 +363,34 @@ class Worker:
             _current_call.reset(token)
 
     # -- calls ------------------------------------------------------------------
-    def _resolve(self, meta: dict[str, Any]) -> Callable[..., Any]:
+    def _resolve(self, meta: dict[str, Any]) -> tuple[Callable[..., Any], frozenset[str] | None]:
+        """The callable a call names, and what its arguments may unpickle
+        (None: anything, for a caller the daemon marked as a writer)."""
         name = meta["o"]
         obj = self.objects.get(name)
         if obj is None:
             raise LookupError(f"no object named {name!r} in this env")
+        trusted = bool(meta.get("t"))
+        allow = None if trusted else obj.allow
         method = meta.get("m")
         if obj.kind == "function":
             if method not in (None, "call", "__call__"):
                 raise BadCall(f"{name!r} is a function: call it with POST /objects/{name}/call")
-            return obj.target  # type: ignore[no-any-return]
+            return obj.target, allow
         if not method or method == "call":
             method = "__call__"
-        if method.startswith("_") and method != "__call__":
+        if method.startswith("_") and method != "__call__" and not trusted:
+            # The daemon refuses these first (403); this is the second lock.
             raise BadCall(f"method {method!r} is private")
         fn = getattr(obj.target, method, None)
         if fn is None or not callable(fn):
             raise BadCall(f"{name!r} ({type(obj.target).__name__}) has no method {method!r}")
-        return fn  # type: ignore[no-any-return]
+        return fn, allow
 
     def _on_call(self, cid: int, meta_raw: bytes, body: bytes | bytearray) -> None:
         try:
             meta = json.loads(meta_raw)
-            fn = self._resolve(meta)
+            fn, allow = self._resolve(meta)
         except LookupError as exc:
             self.channel.send(p.ERROR, cid, p.error_payload("not_found", str(exc)))
             return
@@ -384,9 +400,9 @@ class Worker:
         enc = meta.get("e", "pickle")
         self.inflight[cid] = None
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-            self.loop.call_soon_threadsafe(self._start_async, cid, fn, body, enc)
+            self.loop.call_soon_threadsafe(self._start_async, cid, fn, body, enc, allow)
         else:
-            self._run_sync(cid, fn, body, enc)
+            self._run_sync(cid, fn, body, enc, allow)
 
     def _on_cancel(self, cid: int) -> None:
         handle = self.inflight.get(cid)
@@ -398,11 +414,12 @@ class Worker:
                 ctypes.c_ulong(handle), ctypes.py_object(CallCancelled)
             )
 
-    def _run_sync(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray, enc: str) -> None:
+    def _run_sync(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray, enc: str,
+                  allow: frozenset[str] | None) -> None:
         token = _current_call.set(cid)
         self.inflight[cid] = threading.get_ident()
         try:
-            args, kwargs = _decode_args(body, enc)
+            args, kwargs = _decode_args(body, enc, allow)
             result = fn(*args, **kwargs)
             if inspect.isawaitable(result) or inspect.isasyncgen(result):
                 fut = asyncio.run_coroutine_threadsafe(
@@ -421,15 +438,16 @@ class Worker:
             _current_call.reset(token)
 
     def _start_async(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray,
-                     enc: str) -> None:
+                     enc: str, allow: frozenset[str] | None) -> None:
         ctx = contextvars.copy_context()
         ctx.run(_current_call.set, cid)
-        self.inflight[cid] = self.loop.create_task(self._run_async(cid, fn, body, enc), context=ctx)
+        self.inflight[cid] = self.loop.create_task(
+            self._run_async(cid, fn, body, enc, allow), context=ctx)
 
     async def _run_async(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray,
-                         enc: str) -> None:
+                         enc: str, allow: frozenset[str] | None) -> None:
         try:
-            args, kwargs = _decode_args(body, enc)
+            args, kwargs = _decode_args(body, enc, allow)
             await self._emit_async(cid, fn(*args, **kwargs), enc)
         except asyncio.CancelledError:
             pass
@@ -470,6 +488,8 @@ class Worker:
 
     def _error_payload(self, exc: BaseException) -> bytes:
         """An ``X`` payload for an exception raised by user code (or while loading it)."""
+        if isinstance(exc, ArgumentsRefused):
+            return p.error_payload("pickle_refused", str(exc))
         if isinstance(exc, BadCall):
             return p.error_payload("bad_request", str(exc))
         tb_obj = exc.__traceback__
@@ -494,7 +514,10 @@ class Worker:
         )
 
 
-def _decode_args(body: bytes | bytearray, enc: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _decode_args(body: bytes | bytearray, enc: str, allow: frozenset[str] | None = None
+                 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A call's (args, kwargs). ``allow`` None: any pickle (the caller writes the
+    cluster); else plain data plus those dotted names (see den.node.safepickle)."""
     if not body:
         return (), {}
     try:
@@ -509,11 +532,18 @@ def _decode_args(body: bytes | bytearray, enc: str) -> tuple[tuple[Any, ...], di
             if isinstance(body, bytes):
                 body = bytearray(body)  # arrays rebuilt on it must be writable
             pickled, buffers = p.unpack_oob(body)
-            args, kwargs = pickle.loads(pickled, buffers=buffers)  # noqa: S301
+            if allow is None:
+                args, kwargs = pickle.loads(pickled, buffers=buffers)  # noqa: S301 - a writer's
+            else:
+                args, kwargs = safepickle.loads(pickled, buffers=buffers, extra=allow)
+        elif allow is None:
+            args, kwargs = pickle.loads(body)  # noqa: S301 - the daemon found a writer
         else:
-            args, kwargs = pickle.loads(body)  # noqa: S301 - the daemon checked the caller
+            args, kwargs = safepickle.loads(body, extra=allow)
     except BadCall:
         raise
+    except safepickle.PickleRefused as exc:
+        raise ArgumentsRefused(str(exc)) from None
     except Exception as exc:
         raise BadCall(f"could not decode the call's arguments: {exc}") from exc
     return tuple(args), dict(kwargs)

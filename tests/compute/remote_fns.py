@@ -16,6 +16,14 @@ def nap(seconds):
     return seconds
 
 
+class Counter:
+    def __init__(self, n):
+        self.n = n
+
+    def get(self):
+        return self.n
+
+
 class TouchOnUnpickle:
     """Unpickling this creates a file: proof of whether anything was unpickled."""
 

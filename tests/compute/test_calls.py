@@ -14,7 +14,7 @@ from den.node.caller import NodeClient
 from den.node.errors import NodeError
 from registry import services as registry_services
 from tests.compute.conftest import state_of
-from tests.compute.remote_fns import TouchOnUnpickle, add
+from tests.compute.remote_fns import Counter, TouchOnUnpickle, add
 
 AUTH_CACHE_SECONDS = 1.0  # what the test worker starts daemons with
 
@@ -79,3 +79,39 @@ def test_a_read_token_may_call_but_not_put(up_cluster, people):
         with pytest.raises(NodeError) as refused:
             reader.put_function("other", add)
         assert refused.value.status == 403
+
+
+def test_readers_send_plain_data_and_writers_anything(up_cluster, people, tmp_path):
+    """With den itself answering the daemon's checks: a reader of the cluster (and
+    the owner's read-only token) may call with plain data, but a pickle that runs
+    code is refused with a 400 naming it; the owner, who writes the cluster, may
+    send any pickle; private methods need write too."""
+    from den.node.errors import NodeForbidden, PickleRefused
+    from tests.factories import make_token
+
+    cpu = up_cluster("plaindata")
+    url = state_of(cpu).daemon_url
+    tokens, users = people["tokens"], people["users"]
+    registry_services.resource_share(actor=users["alice"], resource=cpu, users=["rita"],
+                                     level="read")
+    with NodeClient(url, token=tokens["alice"], stream=None) as owner:
+        owner.put_function("add", add)
+        owner.put_module("counter", Counter, init_args=(7,))
+    read_token = make_token(users["alice"], scope="read")
+    for token in (tokens["rita"], read_token):
+        marker = tmp_path / f"unpickled-{token[-6:]}"
+        with NodeClient(url, token=token, stream=None) as reader:
+            assert reader.call("add", args=([1], [2])) == [1, 2]
+            with pytest.raises(PickleRefused, match="pathlib.Path.touch") as refused:
+                reader.call("add", args=(TouchOnUnpickle(str(marker)), 1))
+            assert refused.value.status == 400
+            with pytest.raises(NodeForbidden, match="private method"):
+                reader.call("counter", "__setattr__", args=("n", 0))
+            assert reader.call("counter", "get") == 7
+        time.sleep(0.2)
+        assert not marker.exists()
+    marker = tmp_path / "owner"
+    with NodeClient(url, token=tokens["alice"], stream=None) as owner, \
+            pytest.raises(TypeError):  # touch() ran and returned None; None + 1 fails
+        owner.call("add", args=(TouchOnUnpickle(str(marker)), 1))
+    assert marker.exists()

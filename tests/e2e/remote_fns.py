@@ -4,6 +4,7 @@ node import this module from the uploaded code bundle."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
 import pathlib
@@ -74,6 +75,18 @@ class Counter:
 
     def get(self) -> int:
         return self.value
+
+
+@dataclasses.dataclass
+class Point:
+    """A type a function's owner lets readers send (its pickle_allow)."""
+
+    x: int
+    y: int
+
+
+def norm1(p: Point) -> int:
+    return abs(p.x) + abs(p.y)
 
 
 class TouchOnUnpickle:

@@ -208,3 +208,36 @@ def test_code_bundles_respect_gitignore_and_the_size_cap(team, cleanup_clusters,
     assert [name for name in files() if name != "__pycache__"] == [
         ".gitignore", "bigmod.py", "pyproject.toml"]
     sys.modules.pop("bigmod", None)
+
+
+def test_readers_send_data_writers_send_code_and_owners_widen_it(team, cleanup_clusters,
+                                                                 tmp_path):
+    """Through den and its client: a teammate with read access calls with plain data;
+    an argument whose unpickling runs code is refused as den.BadRequest and never
+    runs; the owner's pickle_allow lets readers send a type of the owner's."""
+    team.login("alice")
+    cpu = up_cluster("plain", cleanup_clusters)
+    norm = den.function(remote_fns.norm1)
+    norm.data["pickle_allow"] = ["tests.e2e.remote_fns.Point"]
+    norm.to(cpu).save()
+    add = den.function(remote_fns.add).to(cpu).save()
+    for fn in (norm, add):
+        fn.share("rita")
+    marker = tmp_path / "unpickled"
+    # The owner writes the cluster: any pickle goes (touch runs, then add fails).
+    with pytest.raises(TypeError):
+        add(remote_fns.TouchOnUnpickle(str(marker)), 1)
+    assert marker.exists()
+    marker.unlink()
+
+    team.login("rita")
+    assert den.function(name="/alice/add")([1], [2]) == [1, 2]
+    assert den.function(name="/alice/norm1")(remote_fns.Point(3, -4)) == 7
+    with pytest.raises(den.BadRequest) as refused:
+        den.function(name="/alice/add")(remote_fns.TouchOnUnpickle(str(marker)), 1)
+    assert refused.value.code == "pickle_refused" and refused.value.status == 400
+    assert "pathlib.Path.touch" in refused.value.message
+    with pytest.raises(den.BadRequest, match="tests.e2e.remote_fns.Point"):
+        den.function(name="/alice/add")(remote_fns.Point(1, 2), 1)  # not allowed there
+    time.sleep(0.2)
+    assert not marker.exists()

@@ -5,13 +5,17 @@ No Django here: these tests start ``python -m den.node`` as subprocesses.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -19,6 +23,7 @@ import pytest
 from den.node.caller import NodeClient
 
 REPO = Path(__file__).resolve().parents[2]
+CLUSTER = "/alice/cpu"
 
 
 def free_port() -> int:
@@ -27,15 +32,77 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class FakeDen:
+    """Answers auth checks from a table: token -> {address: best level}, with den's
+    statuses (401 unknown token, 404 no access, 403 read but not write); records
+    the checks and heartbeats it gets."""
+
+    def __init__(self, grants: dict[str, dict[str, str]] | None = None) -> None:
+        self.grants: dict[str, dict[str, str]] = grants if grants is not None else {
+            "den_alice": {CLUSTER: "write", "/alice/train": "write"},
+            "den_bob": {CLUSTER: "read", "/alice/train": "read"},
+            "den_carol": {"/alice/train": "read"},  # may call /alice/train only
+        }
+        self.checks: list[tuple[str, str, str]] = []
+        self.heartbeats: list[tuple[str, str, dict]] = []
+        den = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                token = self.headers.get("authorization", "").removeprefix("Bearer ")
+                den.checks.append((token, q.get("address", ""), q.get("level", "")))
+                grants = den.grants.get(token)
+                if grants is None:
+                    return self._reply(401, {"error": {"code": "unauthorized"}})
+                have = grants.get(q["address"])
+                if have is None:
+                    return self._reply(404, {"error": {"code": "not_found"}})
+                if q["level"] == "write" and have != "write":
+                    return self._reply(403, {"error": {"code": "forbidden"}})
+                return self._reply(200, {"username": token[4:], "level": have})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                den.heartbeats.append((self.path, self.headers.get("authorization", ""), body))
+                self._reply(404, {"error": {"code": "not_found"}})
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Daemon:
     """A node daemon subprocess; ``url`` is its base URL."""
 
-    def __init__(self, workdir: Path, *args: str) -> None:
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"daemon-{self.port}.log"
+        extra = dict(env or {})
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEN_NODE_")}
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (extra.pop("PYTHONPATH", ""), str(REPO), env.get("PYTHONPATH", "")) if p)
+        env.update(extra)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "den.node", "--host", "127.0.0.1", "--port", str(self.port),
@@ -56,6 +123,13 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def rss_bytes(self) -> int:
+        """The daemon process's resident memory (VmRSS)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc/<pid>/status")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

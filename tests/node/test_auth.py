@@ -1,17 +1,14 @@
-"""Den auth on the daemon, against a tiny fake den that answers /api/v1/auth/check."""
+"""Den auth on the daemon, against a tiny fake den that answers /api/v1/auth/check
+(:class:`tests.node.conftest.FakeDen`)."""
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import pickle
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import cloudpickle
 import httpx
@@ -20,66 +17,7 @@ import pytest
 from den.node.caller import NodeClient
 from den.node.errors import DenUnavailable, NodeForbidden, NodeUnauthorized, ObjectNotFound
 
-from .conftest import Daemon, free_port
-
-CLUSTER = "/alice/cpu"
-
-
-class FakeDen:
-    """Answers auth checks from a table: token -> {address: best level}."""
-
-    def __init__(self) -> None:
-        self.grants: dict[str, dict[str, str]] = {
-            "den_alice": {CLUSTER: "write", "/alice/train": "write"},
-            "den_bob": {CLUSTER: "read", "/alice/train": "read"},
-            "den_carol": {"/alice/train": "read"},  # may call /alice/train only
-        }
-        self.checks: list[tuple[str, str, str]] = []
-        self.heartbeats: list[tuple[str, str, dict]] = []
-        den = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _reply(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                url = urlparse(self.path)
-                q = {k: v[0] for k, v in parse_qs(url.query).items()}
-                token = self.headers.get("authorization", "").removeprefix("Bearer ")
-                den.checks.append((token, q.get("address", ""), q.get("level", "")))
-                grants = den.grants.get(token)
-                if grants is None:
-                    return self._reply(401, {"error": {"code": "unauthorized"}})
-                have = grants.get(q["address"])
-                if have is None:
-                    return self._reply(404, {"error": {"code": "not_found"}})
-                if q["level"] == "write" and have != "write":
-                    return self._reply(403, {"error": {"code": "forbidden"}})
-                return self._reply(200, {"username": token[4:], "level": have})
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                den.heartbeats.append((self.path, self.headers.get("authorization", ""), body))
-                self._reply(404, {"error": {"code": "not_found"}})
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from .conftest import CLUSTER, Daemon, FakeDen, free_port
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +117,9 @@ def test_answers_are_cached_and_revocation_takes_effect(authed: Daemon, den: Fak
         for i in range(20):
             assert dave.call("echo", args=(i,)) == i
         asked = [c for c in den.checks[before:] if c[0] == "den_dave"]
-        assert len(asked) == 1  # one check, then the cache
+        # One check per level (read to call, write to decide how to unpickle), then
+        # the cache.
+        assert sorted(asked) == [("den_dave", CLUSTER, "read"), ("den_dave", CLUSTER, "write")]
         del den.grants["den_dave"]  # revoked: den now answers 401
         revoked_at = time.monotonic()
         while True:

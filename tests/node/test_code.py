@@ -141,3 +141,77 @@ def test_import_error_on_put_is_reported(node: NodeClient, tmp_path: Path) -> No
     with pytest.raises(ModuleNotFoundError, match="no_such_module"):
         node.put_function("broken", code=sha,
                           pointers={"module": "no_such_module", "qualname": "f"})
+
+
+GITIGNORED_TREE = {
+    ".gitignore": "*.py[cod]\n*.log\n!keep.log\n/build\ndata/\ndocs/**/*.tmp\n\\#notes\n*.bak\n"
+                  "report-[0-9].txt\n",
+    "mod.py": "", "mod.pyd": "", "run.log": "", "keep.log": "", "build/out.txt": "",
+    "sub/build/x.txt": "", "data/a.bin": "", "sub/data/b.bin": "", "docs/a/b/c.tmp": "",
+    "docs/c.tmp": "", "docs/c.txt": "", "#notes": "", "a.bak": "", "t.csv": "",
+    "report-1.txt": "", "report-x.txt": "",
+    "sub/.gitignore": "!a.bak\n*.csv\n", "sub/a.bak": "", "sub/t.csv": "",
+}
+GIT_KEEPS = [".gitignore", "docs/c.txt", "keep.log", "mod.py", "report-x.txt",
+             "sub/.gitignore", "sub/a.bak", "sub/build/x.txt", "t.csv"]
+
+
+def test_gitignore_is_matched_with_git_rules(tmp_path: Path) -> None:
+    """Character classes (``*.py[cod]``), ``**``, escapes, anchoring, directory
+    patterns and a nested .gitignore that overrides its parent, as git reads them."""
+    root = tmp_path / "proj"
+    for rel, text in GITIGNORED_TREE.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    names = [rel for rel, _ in project_files(root)]
+    assert names == GIT_KEEPS
+    import shutil
+
+    if shutil.which("git"):  # and git itself agrees
+        import subprocess
+
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "--others",
+                              "--exclude-standard"], capture_output=True, text=True, check=True)
+        assert sorted(out.stdout.split()) == GIT_KEEPS
+
+
+def test_import_den_does_not_import_pathspec() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, den, den.node.caller, den.client.remote; "
+            "print('pathspec' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_zip_paths_are_checked_as_paths_not_string_prefixes(tmp_path: Path) -> None:
+    """``/x/code/abc-evil`` starts with the string ``/x/code/abc`` but is not inside it."""
+    import zipfile
+
+    from den.node.runtime import _extract_bundle
+
+    dest = tmp_path / "code" / "abc"
+    dest.mkdir(parents=True)
+    for member in ("../abc-evil/pwned.py", "../abc/../abc-evil/x.py", "/etc/pwned.py"):
+        raw = io.BytesIO()
+        with zipfile.ZipFile(raw, "w") as zf:
+            zf.writestr("ok.py", "")
+            zf.writestr(member, "print('escaped')\n")
+        with pytest.raises(ValueError, match="unsafe path in bundle"):
+            _extract_bundle(raw.getvalue(), dest)
+    assert list(dest.iterdir()) == [] and not (tmp_path / "code" / "abc-evil").exists()
+
+
+def test_a_zip_that_escapes_is_refused_by_the_daemon(node: NodeClient, daemon) -> None:
+    import zipfile
+
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w") as zf:
+        zf.writestr("../../escape.py", "")
+    data = raw.getvalue()
+    resp = httpx.put(f"{daemon.url}/code/{hashlib.sha256(data).hexdigest()}", content=data)
+    assert resp.status_code == 400
+    assert "unsafe path in bundle" in resp.json()["error"]["message"]

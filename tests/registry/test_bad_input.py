@@ -75,6 +75,12 @@ CASES = [
      {"type": "env", "config": {"reqs": [1]}}, {}, 400, "invalid_config", "config.reqs"),
     ("inline env vars not strings", "put", URL,
      {"config": {"env": {"env_vars": {"A": 1}}}}, {}, 400, "invalid_config", "config.env.env_vars"),
+    ("pickle_allow with a wildcard", "put", URL, {"config": {"pickle_allow": ["pandas.*"]}}, {},
+     400, "invalid_config", "config.pickle_allow"),
+    ("pickle_allow naming a bare module", "put", URL, {"config": {"pickle_allow": ["os"]}}, {},
+     400, "invalid_config", "config.pickle_allow"),
+    ("pickle_allow not a list", "put", URL, {"config": {"pickle_allow": "mypkg.Point"}}, {}, 400,
+     "invalid_config", "config.pickle_allow"),
     ("secret values in config", "put", "/api/v1/resources/alice/s",
      {"type": "secret", "config": {"values": {"a": "b"}}}, {}, 400, "invalid_config", "config.values"),
     ("stale version", "put", URL, {"config": {"code": "v3"}}, {"HTTP_IF_MATCH": '"1"'}, 412,
@@ -191,3 +197,10 @@ def test_unknown_user_and_expired_token(api, existing):
                                     format="json")
     assert login.status_code == 401
     assert login.json()["error"]["code"] == "invalid_credentials"
+
+
+def test_a_valid_pickle_allow_is_kept(existing):
+    names = ["mypkg.types.Point", "numpy.random._pickle.__bit_generator_ctor"]
+    response = existing.put(URL, {"config": {"code": "v3", "pickle_allow": names}}, format="json")
+    assert response.status_code == 200, response.content[:400]
+    assert existing.get(URL).json()["config"]["pickle_allow"] == names
