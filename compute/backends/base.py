@@ -19,7 +19,17 @@ LogFn = Callable[..., None]
 
 
 class BackendError(Exception):
-    """A failure that retrying will not fix (bad config, the daemon crashed on start)."""
+    """A failure that retrying will not fix (bad config, the daemon crashed on start).
+
+    The message is for everyone who may see the cluster's events, so it holds
+    no server paths, PIDs or log lines; ``details`` (a daemon's log tail, the
+    python it tried) go into the event's ``data``, which only the cluster's
+    managers see.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class TransientBackendError(BackendError):

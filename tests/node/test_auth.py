@@ -92,8 +92,8 @@ def den() -> Iterator[FakeDen]:
 @pytest.fixture(scope="module")
 def authed(den: FakeDen, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(tmp_path_factory.mktemp("authed"), "--den-url", den.url,
-               "--cluster-address", CLUSTER, "--cluster-token", "den_cluster_secret",
-               "--auth-cache-seconds", "1", "--heartbeat-seconds", "0.3")
+               "--cluster-address", CLUSTER, "--auth-cache-seconds", "1",
+               "--heartbeat-seconds", "0.3", token="den_cluster_secret")
     yield d
     d.stop()
 
