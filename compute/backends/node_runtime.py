@@ -231,7 +231,7 @@ def choose_packages(target: Interpreter) -> tuple[dict[str, metadata.Distributio
             raise BackendError(
                 f"The node runtime cannot be built for Python {target.version_text}: {exc}; "
                 "install a version that fits into den's own environment, or give the "
-                "cluster a newer python3.", python=target.path) from None
+                "cluster a newer python3 (DEN_CLUSTER_PYTHON).", python=target.path) from None
     left_out: dict[str, str] = {}
     for root in OPTIONAL:
         try:
@@ -332,7 +332,7 @@ def _write_archive(path: Path, files: dict[str, Path], manifest: bytes) -> None:
         member.mtime = 0
         return member
 
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed, \
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as packed, \
             tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(info("den-runtime.json", len(manifest)), io.BytesIO(manifest))
         made: set[str] = set()

@@ -1,5 +1,6 @@
-"""Functions that tests run on node daemons. No Django here: the daemon's
-env workers import this module by name to unpickle them."""
+"""Functions that tests run on node daemons. No Django here. They travel by
+value (tests/compute/conftest.py registers this module with cloudpickle), so
+that a daemon that cannot import this repository still runs them."""
 
 from __future__ import annotations
 
