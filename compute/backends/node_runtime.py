@@ -244,7 +244,8 @@ def choose_packages(target: Interpreter) -> tuple[dict[str, metadata.Distributio
 # -- files ------------------------------------------------------------------------
 
 
-def _den_files() -> Iterator[tuple[str, Path]]:
+def den_source_files() -> Iterator[tuple[str, Path]]:
+    """The parts of den a runtime ships: (path in the runtime, file here)."""
     import den
 
     base = Path(den.__file__).resolve().parent
@@ -267,7 +268,7 @@ def _dist_files(dist: metadata.Distribution) -> Iterator[tuple[str, Path]]:
 
 def _runtime_files(dists: dict[str, metadata.Distribution]) -> dict[str, Path]:
     files: dict[str, Path] = {}
-    for rel, path in _den_files():
+    for rel, path in den_source_files():
         files[f"site/{rel}"] = path
     for _, dist in sorted(dists.items()):
         for rel, path in _dist_files(dist):

@@ -874,9 +874,9 @@ def _from_fields(cls: type[R], fields: dict[str, Any]) -> R:
 
 
 def _as_env(env: Env | str | list[str] | dict[str, Any] | None) -> Env | str | None:
-    if env is None or isinstance(env, Env | str):
+    if env is None or isinstance(env, (Env, str)):  # tuples, not unions: 3.9 on nodes
         return env
-    if isinstance(env, list | tuple):
+    if isinstance(env, (list, tuple)):
         return Env(reqs=[str(req) for req in env])
     if isinstance(env, dict):
         return _from_fields(Env, env)

@@ -159,8 +159,9 @@ def _data_members(tf: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
 
     members = []
     for member in tf.getmembers():
+        member.name = member.name.lstrip("/" + os.sep)  # as the filter does
         where = root / member.name
-        if member.name.startswith("/") or not inside(where):
+        if not inside(where):
             raise ValueError(f"unsafe path in bundle: {member.name}")
         if member.issym() and not inside(where.parent / member.linkname):
             raise ValueError(f"unsafe link in bundle: {member.name}")

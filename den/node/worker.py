@@ -523,7 +523,7 @@ def _json_default(value: Any) -> Any:
     tolist = getattr(value, "tolist", None)
     if callable(tolist):
         return tolist()
-    if isinstance(value, set | frozenset | tuple):
+    if isinstance(value, (set, frozenset, tuple)):  # a tuple: unions fail on 3.9
         return list(value)
     raise TypeError(
         f"result of type {type(value).__name__} is not JSON-serialisable; "
