@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shutil
+import socket
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,7 @@ from den.node.caller import NodeClient
 from registry import credentials
 from registry.models import ApiToken
 from tests.compute import remote_fns
-from tests.compute.conftest import state_of
+from tests.compute.conftest import node_processes, state_of, wait_status
 from tests.conftest import TokenClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,6 +146,80 @@ def test_the_cluster_token_is_nowhere_its_code_can_read(up_cluster, people, cele
         cmdline = Path(f"/proc/{daemon}/cmdline").read_bytes()
         assert not TOKEN_SHAPED.search(environ) and b"DEN_NODE_" not in environ
         assert not TOKEN_SHAPED.search(cmdline)
+
+
+# What its events tell readers ------------------------------------------------------
+
+
+def test_event_messages_name_no_folders_or_pids(up_cluster, people, celery_worker):
+    cpu = up_cluster("quiet")
+    pid = state_of(cpu).handles["pid"]
+    alice = people["users"]["alice"]
+    services.cluster_request_stop(actor=alice, resource=cpu)
+    wait_status(cpu, "stopped", worker=celery_worker)
+    services.cluster_request_teardown(actor=alice, resource=cpu)
+    wait_status(cpu, "terminated", worker=celery_worker)
+    events = list(ClusterEvent.objects.filter(cluster__resource=cpu))
+    kinds = {event.kind for event in events}
+    assert {"daemon.started", "daemon.stopped", "cluster.cleaned"} <= kinds
+    for event in events:
+        for detail in (str(celery_worker.cluster_root), str(celery_worker.home), str(pid), "PID"):
+            assert detail not in event.message, (event.kind, event.message)
+    # The details stay in the data, which only the cluster's managers see.
+    started = next(e for e in events if e.kind == "daemon.started")
+    assert started.data["pid"] == pid
+
+
+def test_a_failed_start_keeps_its_log_out_of_the_message(celery_worker, make_cluster, people):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cpu = make_cluster("busy", server_port=busy.getsockname()[1])
+        services.cluster_request_up(actor=people["users"]["alice"], resource=cpu)
+        state = wait_status(cpu, "failed", worker=celery_worker)
+    failed = ClusterEvent.objects.get(cluster__resource=cpu, kind="failed")
+    assert "exited with code" in failed.message and "details" in failed.message
+    for text in (failed.message, state.message):
+        assert "in use" not in text.lower() and "Traceback" not in text
+        assert str(celery_worker.cluster_root) not in text
+    assert "address already in use" in failed.data["log_tail"].lower()
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="only a den running as root looks for a python "
+                                        "for another user")
+@pytest.mark.parametrize("case", ["no python", "unreachable root", "root in DEN_HOME"])
+def test_a_start_that_cannot_work_fails_saying_what_to_do(case, make_cluster, settings,
+                                                         tmp_path):
+    """Run in-process on a request no worker was told about."""
+    reachable = Path(tempfile.mkdtemp(prefix="den-clusters-test-"))
+    reachable.chmod(0o755)
+    root, expected = {
+        "no python": (reachable, "Found no Python 3.9 or newer (with venv) that the user "
+                                 "den-cluster can run"),
+        "unreachable root": (tmp_path / "clusters", "cannot reach DEN_CLUSTER_ROOT"),
+        "root in DEN_HOME": (Path(settings.DEN_HOME) / "clusters", "inside DEN_HOME"),
+    }[case]
+    settings.DEN_CLUSTER_ROOT = str(root)
+    if case == "no python":
+        settings.DEN_CLUSTER_PYTHON = "/nonexistent/python3"
+    try:
+        cpu = make_cluster("doomed")
+        state = ClusterState.objects.create(resource=cpu, status="provisioning",
+                                            backend="local")
+        assert services.cluster_run_up(state_id=state.pk, claim="test-claim") is True
+        state.refresh_from_db()
+        assert state.status == "failed"
+        assert expected in state.message
+        assert str(root) not in state.message and "/nonexistent" not in state.message
+        failed = ClusterEvent.objects.get(cluster__resource=cpu, kind="failed")
+        if case == "no python":
+            assert "/nonexistent/python3" in failed.data["tried"]
+        else:
+            assert failed.data["cluster_root"] == str(root)
+        assert not node_processes(root)
+        assert not ApiToken.objects.filter(cluster=cpu, revoked_at__isnull=True).exists()
+    finally:
+        shutil.rmtree(reachable, ignore_errors=True)
 
 
 # den's own processes and files ----------------------------------------------------
