@@ -83,6 +83,12 @@ def cluster_dir(cluster_key: str) -> Path:
     return cluster_root() / cluster_key
 
 
+def _cluster_dirs(cluster_key: str) -> list[Path]:
+    """Where a cluster's daemon may be: its folder, and the one inside DEN_HOME
+    that dens before DEN_CLUSTER_ROOT used (a daemon they started may still run)."""
+    return [cluster_dir(cluster_key), Path(settings.DEN_HOME) / "clusters" / cluster_key]
+
+
 @dataclass(frozen=True)
 class ClusterUser:
     """The unprivileged OS user that local daemons run as when den is root."""
@@ -379,20 +385,22 @@ class LocalBackend(ClusterBackend):
             log_tail=_log_tail(log_path))
 
     def stop(self, cluster_key: str, handles: Mapping[str, Any], log: LogFn) -> None:
-        home = cluster_dir(cluster_key)
-        self._stop_pid(home, home / "node", log, handles.get("pid"))
+        for home in _cluster_dirs(cluster_key):
+            self._stop_pid(home, home / "node", log, handles.get("pid"))
 
     def teardown(self, cluster_key: str, handles: Mapping[str, Any], log: LogFn) -> None:
         self.stop(cluster_key, handles, log)
-        home = cluster_dir(cluster_key)
-        if home.exists():
-            shutil.rmtree(home, ignore_errors=True)
-            log("cluster.cleaned", "Removed the cluster's working folder.", path=str(home))
+        for home in _cluster_dirs(cluster_key):
+            if home.exists():
+                shutil.rmtree(home, ignore_errors=True)
+                log("cluster.cleaned", "Removed the cluster's working folder.", path=str(home))
 
     def status(self, cluster_key: str, handles: Mapping[str, Any]) -> str:
-        home = cluster_dir(cluster_key)
-        pid = handles.get("pid") or _read_pid(home / "daemon.pid")
-        if not pid or not _is_cluster_daemon(int(pid), home / "node"):
+        for home in _cluster_dirs(cluster_key):
+            pid = handles.get("pid") or _read_pid(home / "daemon.pid")
+            if pid and _is_cluster_daemon(int(pid), home / "node"):
+                break
+        else:
             return "stopped"
         port = handles.get("port")
         try:

@@ -28,7 +28,7 @@ from den.node.caller import NodeClient
 from registry import credentials
 from registry.models import ApiToken
 from tests.compute import remote_fns
-from tests.compute.conftest import node_processes, state_of, wait_status
+from tests.compute.conftest import node_processes, state_of, wait_for, wait_status
 from tests.conftest import TokenClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -220,6 +220,38 @@ def test_a_start_that_cannot_work_fails_saying_what_to_do(case, make_cluster, se
         assert not ApiToken.objects.filter(cluster=cpu, revoked_at__isnull=True).exists()
     finally:
         shutil.rmtree(reachable, ignore_errors=True)
+
+
+def test_a_daemon_an_older_den_started_inside_den_home_is_still_stopped(settings, tmp_path):
+    """Before DEN_CLUSTER_ROOT, daemons lived in DEN_HOME/clusters: one that
+    still runs after an upgrade is found, stopped and cleaned up."""
+    from compute.backends import get_backend
+
+    settings.DEN_HOME = tmp_path / "home"
+    settings.DEN_CLUSTER_ROOT = str(tmp_path / "clusters")
+    legacy = settings.DEN_HOME / "clusters" / "42"
+    (legacy / "node").mkdir(parents=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "den.node", "--no-den-auth", "--port", str(port),
+         "--workdir", str(legacy / "node"), "--log-level", "warning"],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
+        start_new_session=True)
+    handles = {"pid": daemon.pid, "port": port}
+    backend = get_backend("local")
+    try:
+        wait_for(lambda: backend.status("42", handles) == "up", 20, what="the old daemon")
+        events: list[str] = []
+        backend.teardown("42", handles, lambda kind, message="", **data: events.append(kind))
+        assert daemon.wait(15) is not None
+        assert "daemon.stopped" in events and not legacy.exists()
+        assert backend.status("42", handles) == "stopped"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
 
 
 # den's own processes and files ----------------------------------------------------
