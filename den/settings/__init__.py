@@ -43,12 +43,16 @@ DEN_HOME = Path(env("DEN_HOME", str(Path.home() / ".den" / "server"))).expanduse
 os.umask(0o077)
 
 
-def _private_home(home: Path) -> None:
+def _private_home(home: Path, public: Path) -> None:
     """Make DEN_HOME 0700, with its files 0600 and folders 0700, fixing the
     modes that older versions (or a umask of 022) left. Code on a local cluster
-    runs as another OS user when den is root, and must not read any of it."""
+    runs as another OS user when den is root, and must not read any of it.
+    ``public`` (the static files) is left alone."""
     home.mkdir(parents=True, exist_ok=True)
     for folder, dirs, files in os.walk(home):
+        if Path(folder) == public:
+            dirs[:] = []
+            continue
         for name in (".", *dirs, *files):
             path = os.path.join(folder, name)
             try:
@@ -62,7 +66,7 @@ def _private_home(home: Path) -> None:
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
 
 
-_private_home(DEN_HOME)
+_private_home(DEN_HOME, Path(env("DEN_STATIC_ROOT", str(DEN_HOME / "static"))))
 
 
 def _key_from_file(name: str, make: Callable[[], str]) -> str:
@@ -197,7 +201,18 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env("DEN_STATIC_ROOT", str(DEN_HOME / "static"))
+# Static files (CSS, scripts) are public: despite the umask above, a web server
+# in front of den may serve DEN_STATIC_ROOT (inside DEN_HOME, they stay behind
+# its mode 0700).
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+os.chmod(STATIC_ROOT, 0o755)  # noqa: S103 - public files
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage",
+        "OPTIONS": {"file_permissions_mode": 0o644, "directory_permissions_mode": 0o755},
+    },
+}
 # Serve app static files straight from the apps too, so a den started without
 # collectstatic (tests, development) still has its stylesheet and scripts.
 WHITENOISE_USE_FINDERS = True

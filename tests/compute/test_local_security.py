@@ -319,6 +319,9 @@ def test_den_home_is_private_whatever_made_its_files(tmp_path):
     assert done.returncode == 0, done.stderr
     made = {p.relative_to(home).as_posix(): stat.S_IMODE(p.lstat().st_mode)
             for p in home.rglob("*") if not p.is_symlink()}
+    # Static files are public (a web server may serve them); the rest is den's.
+    assert made.pop("static") == 0o755
+    made = {name: mode for name, mode in made.items() if not name.startswith("static/")}
     for expected in ("den.sqlite3", "encryption_key", "secret_key", "outbox/old.log"):
         assert expected in made
     assert any(name.startswith("outbox/") and name != "outbox/old.log" for name in made)
