@@ -49,7 +49,7 @@ def what_i_can_reach(den_home: str, paths: list[str]) -> dict:
             "reads": {path: read(path) for path in paths}, "lists_den_home": listed}
 
 
-def find_tokens(roots: list[str], max_files: int = 20000, max_seconds: float = 20.0) -> dict:
+def find_tokens(roots: list[str], max_files: int = 20000, max_seconds: float = 8.0) -> dict:
     """Every den-token-shaped string this code can read: in its daemon's (its
     parent's) environment and command line, its own environment, and the
     files under ``roots`` (bounded in count and time)."""

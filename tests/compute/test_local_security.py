@@ -125,7 +125,7 @@ def test_code_runs_unprivileged_outside_den_home(up_cluster, people, celery_work
 def test_the_cluster_token_is_nowhere_its_code_can_read(up_cluster, people, celery_worker):
     cpu = up_cluster("secrets")
     state = state_of(cpu)
-    roots = [str(celery_worker.cluster_root), "/tmp"]
+    roots = [str(celery_worker.cluster_root), "/dev/shm", "/var/tmp", "/tmp"]
     got = _call(state.daemon_url, people["tokens"]["alice"], remote_fns.find_tokens, roots)
     daemon = state.handles["pid"]
     assert got["daemon_pid"] == daemon
