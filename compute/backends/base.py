@@ -41,8 +41,9 @@ class LaunchSpec:
     """Everything a backend needs to start a cluster's daemon.
 
     ``token`` is the cluster's own den token: the daemon sends heartbeats with
-    it. Backends must hand it over without putting it on a command line that
-    other users of the host can read.
+    it. Backends hand it over on the daemon's stdin or in a 0600 file it
+    deletes (``--cluster-token-file``), never on its command line or in its
+    environment, which ``/proc`` shows.
     """
 
     cluster_key: str

@@ -19,16 +19,17 @@ ones are left out. Layout::
     den-runtime.json      what is inside, and for which python
 
 It is named by the SHA-256 of its contents and cached in a folder of den's
-(``build_runtime``). :func:`install_runtime` unpacks one into a folder and makes
-a virtualenv with the target python whose site-packages points at ``site/``
-through a ``.pth`` file, so that the daemon's env virtualenvs layer on it as on
-any interpreter. Nothing here needs Django.
+(``build_runtime``). :data:`INSTALL_SOURCE`, run by the target python itself
+(here by :func:`install_runtime`; on a host, after copying the archive there,
+by :func:`install_command`), unpacks one into a folder and makes a virtualenv
+whose site-packages points at ``site/`` through a ``.pth`` file, so that the
+daemon's env virtualenvs layer on it as on any interpreter. Nothing here needs
+Django.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import io
@@ -36,7 +37,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -350,38 +350,69 @@ def _write_archive(path: Path, files: dict[str, Path], manifest: bytes) -> None:
 
 # -- installing -------------------------------------------------------------------
 
+#: Installs an archive; run by the *target* python (standard library only, 3.9+),
+#: here for a local cluster and over SSH on a host, as
+#: ``python3 -I -c INSTALL_SOURCE <archive> <sha256> <root>``. It unpacks the
+#: archive once per contents and interpreter under ``<root>/<key>/``, makes a
+#: virtualenv whose ``.pth`` points at ``site/``, compiles the byte code (the
+#: daemon may not be able to write it there), opens it for reading to all and
+#: writing to its owner only, and prints JSON ``{"python", "fresh"}``.
+INSTALL_SOURCE = r"""
+import fcntl, hashlib, json, os, shutil, subprocess, sys, tarfile
+archive, sha, root = sys.argv[1], sys.argv[2], sys.argv[3]
+key = sha[:16] + "-" + hashlib.sha256(sys.executable.encode()).hexdigest()[:8]
+dest = os.path.join(root, key)
+python = os.path.join(dest, "venv", "bin", "python")
+ready = os.path.join(dest, ".den-ready")
+os.umask(0o022)
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (made if missing), across processes."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def answer(fresh):
+    print(json.dumps({"python": python, "fresh": fresh}))
+    sys.exit(0)
+
+if os.path.exists(ready):
+    answer(False)
+os.makedirs(root, exist_ok=True)
+os.chmod(root, 0o755)
+lock = os.open(os.path.join(root, "." + key + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(lock, fcntl.LOCK_EX)
+if os.path.exists(ready):
+    answer(False)
+shutil.rmtree(dest, ignore_errors=True)
+os.mkdir(dest)
+with tarfile.open(archive) as tar:  # den's own archive: files and folders only
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+    else:
+        tar.extractall(dest)
+subprocess.run([sys.executable, "-m", "venv", "--without-pip", os.path.join(dest, "venv")],
+               check=True, stdin=subprocess.DEVNULL)
+lib = os.path.join(dest, "venv", "lib")
+for name in os.listdir(lib):
+    site = os.path.join(lib, name, "site-packages")
+    if os.path.isdir(site):
+        with open(os.path.join(site, "den-runtime.pth"), "w") as handle:
+            handle.write(os.path.join(dest, "site") + "\n")
+# pip's own modules compile when pip first runs: skipping them saves seconds.
+subprocess.run([python, "-m", "compileall", "-q", "-x", "/site/pip/",
+                os.path.join(dest, "site")], check=True, stdin=subprocess.DEVNULL)
+for folder, dirs, names in os.walk(dest):
+    os.chmod(folder, 0o755)
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.islink(path):
+            os.chmod(path, 0o755 if os.stat(path).st_mode & 0o100 else 0o644)
+    dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+with open(ready, "w") as handle:
+    handle.write(sha + "\n")
+answer(True)
+"""
 
 
-def _run(command: list[str], what: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL, umask=0o022, timeout=600)
-    if done.returncode != 0:
-        raise BackendError(f"Could not {what} for the node runtime (exit code "
-                           f"{done.returncode}).", output=(done.stdout + done.stderr)[-3000:])
-
-
-def _open_to_all(top: Path) -> None:
-    """Folders 0755 and files 0644 (executables 0755): readable by the daemon's
-    user, writable by none but their owner."""
-    for folder, dirs, names in os.walk(top):
-        os.chmod(folder, 0o755)  # noqa: S103 - the daemon's user reads the runtime
-        for name in names:
-            path = os.path.join(folder, name)
-            if os.path.islink(path):
-                continue
-            mode = os.stat(path).st_mode
-            os.chmod(path, 0o755 if mode & 0o100 else 0o644)
-        dirs[:] = [name for name in dirs if not os.path.islink(os.path.join(folder, name))]
+def install_command(python: str, archive: str, sha256: str, root: str) -> list[str]:
+    """The command that installs a runtime archive with ``python`` (on this
+    machine, or on a host the archive was copied to)."""
+    return [python, "-I", "-c", INSTALL_SOURCE, archive, sha256, root]
 
 
 @dataclass(frozen=True)
@@ -394,44 +425,31 @@ class InstalledRuntime:
 
 def install_runtime(archive: RuntimeArchive, target: Interpreter,
                     root: Path) -> InstalledRuntime:
-    """Unpack ``archive`` under ``root`` (once per archive and interpreter); its
-    python is a virtualenv of ``target`` that sees the runtime's packages.
+    """Install ``archive`` under ``root`` on this machine with the target python.
 
     The folder stays owned by whoever installs it (root, for a local cluster's
     daemons): it is readable by everyone and writable by nobody else, so code
     running on one cluster cannot change the node code that the next daemon
-    loads. Byte code is compiled here, since the daemon cannot write it there.
+    loads.
     """
     if not target.has_venv:
         raise BackendError(
             f"The cluster's python ({target.version_text}) has no venv module; install "
             "it (on Debian: apt-get install python3-venv).", python=target.path)
-    key = f"{archive.sha256[:16]}-{hashlib.sha256(target.path.encode()).hexdigest()[:8]}"
-    dest = root / key
-    python = dest / "venv" / "bin" / "python"
-    ready = dest / ".den-ready"
-    if ready.exists():
-        return InstalledRuntime(python, fresh=False)
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)  # noqa: S103 - the daemon's user reads the runtime
-    with _locked(root / f".{key}.lock"):
-        if ready.exists():
-            return InstalledRuntime(python, fresh=False)
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir()
-        with tarfile.open(archive.path) as tar:
-            tar.extractall(dest, filter="data")
-        _run([target.path, "-m", "venv", "--without-pip", str(dest / "venv")],
-             "make a virtualenv")
-        for site in (dest / "venv").glob("lib/python*/site-packages"):
-            (site / "den-runtime.pth").write_text(f"{dest / 'site'}\n")
-        # pip's own modules compile when pip first runs; skipping them saves seconds.
-        _run([str(python), "-m", "compileall", "-q", "-x", r"/site/pip/", str(dest / "site")],
-             "compile the byte code")
-        _open_to_all(dest)
-        ready.write_text(archive.sha256 + "\n")
-        os.chmod(ready, 0o644)
-    return InstalledRuntime(python, fresh=True)
+    done = subprocess.run(install_command(target.path, str(archive.path), archive.sha256,
+                                          str(root)),
+                          capture_output=True, text=True, check=False,
+                          stdin=subprocess.DEVNULL, timeout=600, env={"PATH": "/usr/bin:/bin"})
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        answer = None
+    if done.returncode != 0 or not isinstance(answer, dict):
+        raise BackendError(
+            f"Could not install the node runtime with Python {target.version_text} (exit "
+            f"code {done.returncode}); its output is in this event's details.",
+            python=target.path, output=(done.stdout + done.stderr)[-3000:])
+    return InstalledRuntime(python=Path(answer["python"]), fresh=bool(answer["fresh"]))
 
 
 def describe(archive: RuntimeArchive) -> dict[str, Any]:

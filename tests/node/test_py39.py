@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from compute.backends import node_runtime
 from compute.backends.node_runtime import MIN_PYTHON, den_source_files
 from den.node.runtime import _extract_bundle
 
@@ -38,12 +39,24 @@ def test_the_runtime_ships_the_node_and_the_client_only() -> None:
                    for name in names)
 
 
-def test_vermin_finds_nothing_newer_than_3_9() -> None:
+@pytest.fixture(scope="module")
+def scripts(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The scripts den runs with a host's own python (to describe it, to install a runtime)."""
+    folder = tmp_path_factory.mktemp("scripts")
+    made = []
+    for name in ("PROBE_SOURCE", "INSTALL_SOURCE"):
+        path = folder / f"{name.lower()}.py"
+        path.write_text(getattr(node_runtime, name))
+        made.append(path)
+    return made
+
+
+def test_vermin_finds_nothing_newer_than_3_9(scripts: list[Path]) -> None:
     done = subprocess.run(
         [str(Path(sys.executable).parent / "vermin"), f"--target={TARGET}-", "--violations", "--no-tips",
          "--backport", "typing", "--backport", "dataclasses", "--backport", "asyncio",
          "--backport", "argparse", "--backport", "contextvars", "--backport", "importlib",
-         *map(str, FILES)],
+         *map(str, FILES), *map(str, scripts)],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -52,6 +65,11 @@ def test_vermin_finds_nothing_newer_than_3_9() -> None:
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_parses_with_the_3_9_grammar(path: Path) -> None:
     ast.parse(path.read_text(), filename=str(path), feature_version=MIN_PYTHON)
+
+
+def test_the_host_scripts_parse_with_the_3_9_grammar(scripts: list[Path]) -> None:
+    for path in scripts:
+        ast.parse(path.read_text(), filename=str(path), feature_version=MIN_PYTHON)
 
 
 def _type_like(node: ast.expr) -> bool:
