@@ -132,10 +132,12 @@ def _parse_put(spec: Any) -> dict[str, Any]:
 def _extract_bundle(data: bytes, dest: Path) -> None:
     """Unpack a tar(.gz) or zip bundle, refusing paths that leave ``dest``."""
     if data[:2] == b"PK":
+        root = dest.resolve()
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for member in zf.namelist():
-                target = (dest / member).resolve()
-                if not str(target).startswith(str(dest.resolve())):
+                target = (root / member).resolve()
+                # Not a string prefix: /x/.tmp-abc is not inside /x/.tmp-ab.
+                if target != root and root not in target.parents:
                     raise ValueError(f"unsafe path in bundle: {member}")
             zf.extractall(dest)  # noqa: S202 - every member checked above
         return

@@ -184,3 +184,18 @@ def test_an_unsafe_bundle_is_refused(member: tarfile.TarInfo, filters: str,
         _extract_bundle(_tar((member, b"" if member.type != tarfile.REGTYPE else b"x")), dest)
     assert not (tmp_path / "escape.py").exists()
     assert list(dest.iterdir()) in ([], [dest / "pkg"])  # nothing but maybe its folder
+
+
+def test_a_zip_bundle_cannot_reach_a_folder_whose_name_starts_like_its_own(
+        tmp_path: Path) -> None:
+    import zipfile
+
+    dest = tmp_path / ".tmp-abc"
+    dest.mkdir()
+    (tmp_path / ".tmp-abcd").mkdir()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("../.tmp-abcd/evil.py", "x")
+    with pytest.raises(ValueError, match="unsafe path"):
+        _extract_bundle(out.getvalue(), dest)
+    assert not (tmp_path / ".tmp-abcd" / "evil.py").exists()
