@@ -37,6 +37,9 @@ class LocalDen:
     def __init__(self, *, worker: bool = True, prefix: str = "den-bench-") -> None:
         self.worker = worker
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        # Enterable by den's cluster user (daemons run as it when den is root);
+        # DEN_HOME inside is made private by den itself.
+        self.tmp.chmod(0o755)
         self.home = self.tmp / "home"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,6 +47,7 @@ class LocalDen:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DEN_", "DJANGO_"))}
         env.update({
             "DEN_HOME": str(self.home),
+            "DEN_CLUSTER_ROOT": str(self.tmp / "clusters"),
             "DEN_SECRET_KEY": "bench-" + uuid.uuid4().hex,
             "DEN_PUBLIC_URL": self.url,
             "DEN_LOG_LEVEL": "INFO",  # the worker says "ready." at INFO
@@ -97,12 +101,13 @@ class LocalDen:
         raise RuntimeError(f"timed out waiting for {what}:\n{self._tail()}")
 
     def make_token(self, username: str) -> str:
-        """A new user and a write token for it, made through den's own service."""
+        """A new user and a write token for it, made through den's own service.
+        The user is staff: local clusters are for den's administrators."""
         code = (
             "from django.contrib.auth import get_user_model\n"
             "from registry import services\n"
             f"user = get_user_model().objects.create_user({username!r}, "
-            f"{username + '@example.com'!r}, 'bench password 123')\n"
+            f"{username + '@example.com'!r}, 'bench password 123', is_staff=True)\n"
             "_, plain = services.token_create(user=user, name='bench', scope='write', "
             "expires_in_days=1)\n"
             "print(plain)\n"
@@ -118,7 +123,7 @@ class LocalDen:
                 continue
             with contextlib.suppress(OSError):
                 args = (entry / "cmdline").read_bytes().split(b"\0")
-                if b"den.node" in args and any(str(self.home).encode() in a for a in args):
+                if b"den.node" in args and any(str(self.tmp).encode() in a for a in args):
                     pids.append(int(entry.name))
         return pids
 

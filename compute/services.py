@@ -67,6 +67,27 @@ def require_cluster(resource: Resource) -> None:
         )
 
 
+def require_local_allowed(resource: Resource, backend: str) -> None:
+    """Refuse a local cluster whose owner is not one of den's administrators.
+
+    A local cluster's daemon runs on den's own server, so whoever may put code
+    on it runs code there; ``DEN_LOCAL_CLUSTERS=everyone`` lets every user
+    have one. The owner counts, not who asks: the daemon acts for the owner,
+    and an administrator who shares the cluster chose to.
+    """
+    if backend != "local" or settings.DEN_LOCAL_CLUSTERS == "everyone":
+        return
+    owner = resource.owner
+    if owner.is_active and (owner.is_staff or owner.is_superuser):
+        return
+    raise PermissionDenied(
+        f"{resource.address} has provider 'local', whose daemon runs on den's own server, "
+        "so only den's administrators may have one; use another provider, or ask an "
+        "administrator to allow local clusters for everyone (DEN_LOCAL_CLUSTERS=everyone).",
+        field="provider", code="local_cluster_not_allowed",
+    )
+
+
 def event_record(*, state: ClusterState, kind: str, message: str = "", **data: Any) -> ClusterEvent:
     """Append one event to a cluster's log (shown by the UI and the events API)."""
     return ClusterEvent.objects.create(cluster=state, kind=kind, message=message, data=data)
@@ -199,6 +220,7 @@ def cluster_request_up(*, actor: Any, resource: Resource) -> ClusterState:
         get_backend(backend)
     except BackendError as exc:
         raise InvalidInput(str(exc), field="provider") from None
+    require_local_allowed(resource, backend)
     previous = state.status
     _set_status(state, S.PROVISIONING, backend=backend, message="")
     _revoke_cluster_tokens(resource)
@@ -344,6 +366,12 @@ def cluster_run_up(*, state_id: int, claim: str) -> bool:
         return False
     state = _load(state_id)
     backend = get_backend(state.backend or backend_name_for(state.resource.config))
+    try:
+        # Checked again here: the owner may have lost staff since the request.
+        require_local_allowed(state.resource, backend.name)
+    except PermissionDenied as exc:
+        cluster_fail(state_id=state_id, claim=claim, message=exc.message)
+        return True
     log = _backend_log(state)
     event_record(state=state, kind="starting",
                  message=f"Starting the node daemon ({backend.name} backend).")
@@ -356,9 +384,10 @@ def cluster_run_up(*, state_id: int, claim: str) -> bool:
             ClusterState.objects.filter(id=state_id, status=S.STARTING, claimed_by=claim).update(
                 status=S.PROVISIONING, updated_at=timezone.now()
             )
-            event_record(state=state, kind="up.retry", message=f"Start failed; retrying: {exc}")
+            event_record(state=state, kind="up.retry", message=f"Start failed; retrying: {exc}",
+                         **exc.details)
             raise
-        cluster_fail(state_id=state_id, claim=claim, message=str(exc))
+        cluster_fail(state_id=state_id, claim=claim, message=str(exc), details=exc.details)
         return True
     now = timezone.now()
     with transaction.atomic():
@@ -378,9 +407,11 @@ def cluster_run_up(*, state_id: int, claim: str) -> bool:
     return True
 
 
-def cluster_fail(*, state_id: int, claim: str | None, message: str) -> None:
+def cluster_fail(*, state_id: int, claim: str | None, message: str,
+                 details: dict[str, Any] | None = None) -> None:
     """Mark a start as failed (permanently, or after the last retry), and
-    revoke the token minted for it."""
+    revoke the token minted for it. ``details`` (a backend's log tail, ...)
+    go into the event's data, never into its message."""
     state = _load(state_id)
     query = ClusterState.objects.filter(id=state_id, status__in=(S.PROVISIONING, S.STARTING))
     if claim is not None:
@@ -390,7 +421,7 @@ def cluster_fail(*, state_id: int, claim: str | None, message: str) -> None:
         if query.update(status=S.FAILED, claimed_by="", message=message[:4000],
                         status_changed_at=now, updated_at=now):
             _revoke_cluster_tokens(state.resource)
-            event_record(state=state, kind="failed", message=message[:4000])
+            event_record(state=state, kind="failed", message=message[:4000], **(details or {}))
             audit_record(actor=None, action="cluster.failed", resource=state.resource)
 
 

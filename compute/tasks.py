@@ -49,7 +49,8 @@ def cluster_up(self: Any, state_id: int) -> str:
     except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             services.cluster_fail(state_id=state_id, claim=self.request.id,
-                                  message=f"Gave up after {self.max_retries + 1} attempts: {exc}")
+                                  message=f"Gave up after {self.max_retries + 1} attempts: {exc}",
+                                  details=getattr(exc, "details", None))
             return "failed"
         raise _retry(self, exc) from exc
     return "done" if started else "skipped"

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -63,7 +65,8 @@ def _database_url() -> str:
 
 
 def node_processes(home: Path) -> dict[int, list[str]]:
-    """Node daemons started under ``home`` (our test DEN_HOME): pid -> argv."""
+    """Node daemons whose workdir is under ``home`` (our DEN_CLUSTER_ROOT, or one
+    cluster's folder in it): pid -> argv."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -78,8 +81,10 @@ def node_processes(home: Path) -> dict[int, list[str]]:
 
 
 class Worker:
-    def __init__(self, home: Path, queue: str, process: subprocess.Popen, log: Path) -> None:
+    def __init__(self, home: Path, cluster_root: Path, queue: str, process: subprocess.Popen,
+                 log: Path) -> None:
         self.home = home
+        self.cluster_root = cluster_root
         self.queue = queue
         self.process = process
         self.log_path = log
@@ -88,7 +93,23 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
     def cluster_dir(self, resource: Resource) -> Path:
-        return self.home / "clusters" / str(resource.pk)
+        return self.cluster_root / str(resource.pk)
+
+
+def _careless_home(home: Path) -> dict[str, str]:
+    """Lay out the worker's DEN_HOME as an older den (or a umask of 022) left
+    it: the folder and its key files readable by everyone, and a stand-in for
+    the SQLite database. The worker must make it private when it starts
+    (tests/compute/test_local_security.py checks that, and that no daemon can
+    read it). Returns the key variables the worker still needs in its
+    environment (none, unless the test process rotates encryption keys)."""
+    home.chmod(0o755)
+    keys = django_settings.DEN_ENCRYPTION_KEYS
+    for name, value in (("secret_key", django_settings.SECRET_KEY), ("encryption_key", keys[0]),
+                        ("den.sqlite3", "SQLite format 3\0 (a stand-in)")):
+        (home / name).write_text(value)
+        (home / name).chmod(0o644)
+    return {"DEN_ENCRYPTION_KEY": ",".join(keys)} if len(keys) > 1 else {}
 
 
 @pytest.fixture(scope="session")
@@ -99,16 +120,26 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
     if connection.vendor != "postgresql":
         pytest.skip("compute tests need PostgreSQL (run them through scripts/test)")
     base = tmp_path_factory.mktemp("compute")
-    home = base / "home"
+    # Outside pytest's own temporary folder (mode 0700): when the tests run as
+    # root, the daemons' unprivileged user must be able to reach the cluster
+    # root, and DEN_HOME must be kept from it by den itself, not by its parent.
+    outside = Path(tempfile.mkdtemp(prefix="den-compute-test-"))
+    outside.chmod(0o755)
+    home = outside / "home"
     home.mkdir()
+    cluster_root = outside / "clusters"
     queue = f"compute-test-{uuid.uuid4().hex[:10]}"
     _route_compute_tasks(queue)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEN_NODE_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DEN_NODE_", "DEN_SECRET_KEY", "DEN_ENCRYPTION_KEY"))}
+    env.update(_careless_home(home))
     env.update({
         "DATABASE_URL": _database_url(),
         "DEN_HOME": str(home),
-        "DEN_SECRET_KEY": django_settings.SECRET_KEY,
-        "DEN_ENCRYPTION_KEY": ",".join(django_settings.DEN_ENCRYPTION_KEYS),
+        "DEN_CLUSTER_ROOT": str(cluster_root),
+        # The suite's users are not staff; tests/compute/test_local_security.py
+        # checks the default ("admins") in the processes where it is enforced.
+        "DEN_LOCAL_CLUSTERS": "everyone",
         "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
         "DEN_CLUSTER_DEN_URL": live_server.url,
         "DEN_CLUSTER_HEARTBEAT_SECONDS": "0.5",
@@ -124,7 +155,7 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
              "--without-heartbeat", "--hostname", f"{queue}@%h", "--loglevel", "INFO"],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
         )
-    worker = Worker(home, queue, process, log)
+    worker = Worker(home, cluster_root, queue, process, log)
     try:
         wait_for(lambda: "ready." in worker.log() or process.poll() is not None, 60,
                  what="the Celery worker to start")
@@ -139,7 +170,8 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
             process.kill()
             process.wait()
         # Daemons outlive the worker by design; end the ones this session started.
-        for pid in node_processes(home):
+        for pid in node_processes(cluster_root):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         _route_compute_tasks("compute")
+        shutil.rmtree(outside, ignore_errors=True)

@@ -18,6 +18,9 @@ def _test_settings(settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     # Password hashing is deliberately slow; tests make many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The suite's users are not staff, and many tests bring up local clusters;
+    # tests/compute/test_local_security.py checks the default ("admins").
+    settings.DEN_LOCAL_CLUSTERS = "everyone"
 
 
 class TokenClient(APIClient):

@@ -3,6 +3,8 @@
 ``local`` runs the daemon as a process beside the worker (development and
 tests). ``ssh`` (existing hosts) and ``skypilot`` (clouds, Kubernetes) register
 here when they land; a cluster's ``provider`` picks its backend.
+:mod:`compute.backends.node_runtime` packs what a daemon needs for a host's own
+python3 (the local backend uses it when den is root; hosts without internet can).
 """
 
 from __future__ import annotations

@@ -19,7 +19,17 @@ LogFn = Callable[..., None]
 
 
 class BackendError(Exception):
-    """A failure that retrying will not fix (bad config, the daemon crashed on start)."""
+    """A failure that retrying will not fix (bad config, the daemon crashed on start).
+
+    The message is for everyone who may see the cluster's events, so it holds
+    no server paths, PIDs or log lines; ``details`` (a daemon's log tail, the
+    python it tried) go into the event's ``data``, which only the cluster's
+    managers see.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class TransientBackendError(BackendError):
@@ -31,8 +41,9 @@ class LaunchSpec:
     """Everything a backend needs to start a cluster's daemon.
 
     ``token`` is the cluster's own den token: the daemon sends heartbeats with
-    it. Backends must hand it over without putting it on a command line that
-    other users of the host can read.
+    it. Backends hand it over on the daemon's stdin or in a 0600 file it
+    deletes (``--cluster-token-file``), never on its command line or in its
+    environment, which ``/proc`` shows.
     """
 
     cluster_key: str

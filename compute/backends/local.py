@@ -1,21 +1,41 @@
-"""The ``local`` backend: the node daemon as a process beside the Celery worker.
+"""The ``local`` backend: the node daemon as a process on the worker's machine.
 
-For development, tests and single-machine dens. Each cluster gets a folder
-``DEN_HOME/clusters/<key>/`` holding the daemon's workdir, its log and its
-pidfile. The daemon runs detached in its own session, so it outlives the
-worker process that started it, and is stopped by PID, after checking that the
-PID still belongs to *this* cluster's daemon (PIDs are reused).
+For single-machine dens and tests. Whoever may put code on a local cluster
+runs it on den's own server, so local clusters are for den's administrators
+unless ``DEN_LOCAL_CLUSTERS=everyone`` (:mod:`compute.services` checks the
+owner), and their daemons are kept away from den's own files and processes:
 
-The daemon gets a minimal environment: user code runs in its env workers, and
-must not find the server's ``DATABASE_URL`` or keys there. Its cluster token
-travels in ``DEN_NODE_CLUSTER_TOKEN``, not on the command line, which every
-user of the host can read in ``/proc``.
+- Each cluster gets a folder ``DEN_CLUSTER_ROOT/<key>/``, outside DEN_HOME:
+  the daemon's workdir ``node/`` (its code bundles and env virtualenvs), and
+  den's own ``daemon.log`` and ``daemon.pid`` beside it.
+- When den runs as root, the daemon runs as ``DEN_CLUSTER_USER``
+  (``den-cluster``, created with ``useradd --system`` if missing). That user
+  cannot enter DEN_HOME (mode 0700) nor read den's processes (another uid),
+  and it may not be able to run den's own interpreter either (one under
+  ``/root`` is out of its reach), so the daemon runs on a node runtime
+  (:mod:`compute.backends.node_runtime`) for a system ``python3`` that the
+  user can run.
+- Otherwise the daemon runs as den's own user, with den's interpreter. Code on
+  the cluster can then read what that user can read, DEN_HOME included: that
+  is why local clusters are for administrators by default.
+
+The daemon's environment is small and built here (never den's: no
+``DATABASE_URL``, no keys). Its cluster token goes to it on stdin, so it is in
+neither its command line nor its environment, both of which ``/proc`` shows;
+the daemon marks itself non-dumpable before it reads it. The daemon runs
+detached in its own session, so it outlives the worker process that started
+it, and is stopped by PID, after checking that the PID still belongs to
+*this* cluster's daemon (PIDs are reused).
+
+Event messages name no folders, PIDs or log lines (every reader of the
+cluster sees them); those go into the events' ``data``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -24,13 +44,14 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from django.conf import settings
 
-from compute.backends import register_backend
+from compute.backends import node_runtime, register_backend
 from compute.backends.base import (
     BackendError,
     ClusterBackend,
@@ -40,30 +61,130 @@ from compute.backends.base import (
     TransientBackendError,
 )
 
-#: Variables a daemon inherits from the worker; everything else stays behind.
-_PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "TZ",
-               "VIRTUAL_ENV", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+#: Variables a daemon inherits from the worker whoever it runs as.
+_PASSED_ENV = ("LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+#: ... and these too when it runs as den's own user, with den's interpreter.
+_SAME_USER_ENV = ("PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "VIRTUAL_ENV")
 _STOP_GRACE_SECONDS = 10.0
+#: Where a cluster user's python3 is looked for, unless DEN_CLUSTER_PYTHON names one.
+_PYTHONS = (
+    "/usr/bin/python3", "/usr/local/bin/python3",
+    *(f"{folder}/python3.{minor}" for minor in range(14, 8, -1)
+      for folder in ("/usr/bin", "/usr/local/bin")),
+)
+_SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def cluster_root() -> Path:
+    return Path(settings.DEN_CLUSTER_ROOT).expanduser()
 
 
 def cluster_dir(cluster_key: str) -> Path:
-    return Path(settings.DEN_HOME) / "clusters" / cluster_key
+    return cluster_root() / cluster_key
+
+
+def _cluster_dirs(cluster_key: str) -> list[Path]:
+    """Where a cluster's daemon may be: its folder, and the one inside DEN_HOME
+    that dens before DEN_CLUSTER_ROOT used (a daemon they started may still run)."""
+    return [cluster_dir(cluster_key), Path(settings.DEN_HOME) / "clusters" / cluster_key]
+
+
+@dataclass(frozen=True)
+class ClusterUser:
+    """The unprivileged OS user that local daemons run as when den is root."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def cluster_user() -> ClusterUser | None:
+    """``DEN_CLUSTER_USER`` (created if missing) when den runs as root; None
+    (den's own user) otherwise, since only root may start a process as another."""
+    if os.geteuid() != 0:
+        return None
+    name = settings.DEN_CLUSTER_USER
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        entry = _create_user(name)
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise BackendError(f"DEN_CLUSTER_USER names {name}, which has root's uid or group; "
+                           "name an unprivileged user for local cluster daemons.")
+    return ClusterUser(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def _create_user(name: str) -> pwd.struct_passwd:
+    shell = next((s for s in ("/usr/sbin/nologin", "/sbin/nologin") if os.path.exists(s)),
+                 "/bin/false")
+    output = ""
+    try:
+        done = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", shell, name],
+            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=60,
+        )
+        output = done.stdout + done.stderr
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        output = str(exc)
+    try:
+        return pwd.getpwnam(name)  # made now, or by a start running beside this one
+    except KeyError:
+        raise BackendError(
+            f"Could not create the user {name} that local cluster daemons run as; create it "
+            "(useradd --system) or set DEN_CLUSTER_USER to an unprivileged user.",
+            output=output[-2000:]) from None
+
+
+def find_python(user: ClusterUser, root: Path) -> node_runtime.Interpreter:
+    """The first python3 (3.9+, with venv) that ``user`` can run, from
+    DEN_CLUSTER_PYTHON or the usual system places; BackendError if there is
+    none, or if ``user`` cannot reach ``root``."""
+    explicit = settings.DEN_CLUSTER_PYTHON
+    candidates = [explicit] if explicit else [p for p in _PYTHONS if os.path.exists(p)]
+    tried: dict[str, str] = {}
+    for path in dict.fromkeys(candidates):
+        try:
+            done = subprocess.run(
+                node_runtime.probe_command(path, str(root)), capture_output=True, text=True,
+                check=False, stdin=subprocess.DEVNULL, timeout=30, cwd="/",
+                env={"PATH": _SYSTEM_PATH, "LANG": "C.UTF-8"},
+                user=user.uid, group=user.gid, extra_groups=[],
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            tried[path] = f"could not run it: {exc}"
+            continue
+        if done.returncode != 0:
+            tried[path] = f"exited with code {done.returncode}: {done.stderr[-300:]}"
+            continue
+        try:
+            found = node_runtime.Interpreter.from_probe(path, done.stdout)
+        except (ValueError, KeyError, IndexError):
+            tried[path] = "did not describe itself"
+            continue
+        if found.version[:2] < node_runtime.MIN_PYTHON:
+            tried[path] = f"Python {found.version_text} is too old"
+            continue
+        if not found.has_venv:
+            tried[path] = "has no venv module"
+            continue
+        if found.cannot_reach:
+            raise BackendError(
+                f"The user {user.name} that runs local cluster daemons cannot reach "
+                "DEN_CLUSTER_ROOT; set it to a folder whose parent folders everyone may "
+                "enter (the default is /var/lib/den/clusters).", cluster_root=str(root))
+        return found
+    want = "{}.{}".format(*node_runtime.MIN_PYTHON)
+    raise BackendError(
+        f"Found no Python {want} or newer (with venv) that the user {user.name} can run for "
+        "the cluster's daemon; install python3 and python3-venv for all users, or set "
+        "DEN_CLUSTER_PYTHON to one.", tried=tried or {"(none found)": ", ".join(_PYTHONS[:2])})
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _daemon_env(token: str) -> dict[str, str]:
-    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
-    # The daemon must import the same den as the worker, installed or not.
-    source_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = source_root
-    env["PYTHONUNBUFFERED"] = "1"
-    env["DEN_NODE_CLUSTER_TOKEN"] = token
-    return env
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -101,6 +222,46 @@ def _log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _make_dirs(path: Path, mode: int = 0o755) -> None:
+    """``path`` and its missing parents, each with ``mode`` (den's umask would
+    make them 0700, which the cluster user could not enter)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        os.chmod(folder, mode)
+
+
+def _own_dir(path: Path, user: ClusterUser) -> None:
+    """A folder of the cluster user's own, mode 0700 (its contents too, if a
+    previous daemon ran as someone else)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if path.stat().st_uid != user.uid:
+        for folder, _, names in os.walk(path):
+            os.lchown(folder, user.uid, user.gid)
+            for name in names:
+                os.lchown(os.path.join(folder, name), user.uid, user.gid)
+    os.chmod(path, 0o700)
+
+
+def _check_root(root: Path) -> None:
+    home = Path(settings.DEN_HOME).expanduser().resolve()
+    resolved = root.resolve()
+    if resolved == home or home in resolved.parents:
+        raise BackendError(
+            "DEN_CLUSTER_ROOT is inside DEN_HOME, where den keeps its keys and database; "
+            "set it to a folder outside DEN_HOME.", cluster_root=str(root))
+
+
+@dataclass(frozen=True)
+class _Start:
+    """How to start one daemon: its interpreter, environment and user."""
+
+    python: str
+    env: dict[str, str]
+    user: ClusterUser | None
+
+
 @register_backend
 class LocalBackend(ClusterBackend):
     """Daemons as detached local processes, health-checked over HTTP."""
@@ -108,16 +269,20 @@ class LocalBackend(ClusterBackend):
     name = "local"
 
     def up(self, spec: LaunchSpec, log: LogFn) -> Launched:
-        home = cluster_dir(spec.cluster_key)
+        root = cluster_root()
+        _check_root(root)
+        home = root / spec.cluster_key
         workdir = home / "node"
-        workdir.mkdir(parents=True, exist_ok=True)
+        user = cluster_user()
+        _make_dirs(home)
         # A daemon left by an interrupted start (a worker that died mid-task)
         # holds an old token and maybe the port: stop it first.
         self._stop_pid(home, workdir, log)
+        start = self._as_user(user, home, workdir, log) if user else self._as_den(workdir)
         chosen = spec.config.get("server_port")
         port = int(chosen) if chosen else _free_port()
         command = [
-            sys.executable, "-m", "den.node",
+            start.python, "-m", "den.node",
             "--host", "127.0.0.1", "--port", str(port),
             "--den-url", spec.den_url,
             "--cluster-address", spec.address,
@@ -125,24 +290,72 @@ class LocalBackend(ClusterBackend):
             "--autostop-mins", str(spec.autostop_mins),
             "--heartbeat-seconds", str(spec.heartbeat_seconds),
             "--auth-cache-seconds", str(spec.auth_cache_seconds),
+            "--cluster-token-file", "-",
         ]
         if not spec.den_auth:
             command.append("--no-den-auth")
+        switch: dict[str, Any] = (
+            {"user": start.user.uid, "group": start.user.gid, "extra_groups": []}
+            if start.user else {}
+        )
         log_path = home / "daemon.log"
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                env=_daemon_env(spec.token), cwd=str(home), start_new_session=True,
+                command, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
+                env=start.env, cwd=str(workdir), start_new_session=True, umask=0o077, **switch,
             )
+        self._hand_token(process, spec.token)
         # Reap it when it exits, so it never lingers as a zombie of this worker.
         threading.Thread(target=process.wait, daemon=True).start()
         (home / "daemon.pid").write_text(str(process.pid))
         url = f"http://127.0.0.1:{port}"
-        log("daemon.started", f"Started the node daemon (PID {process.pid}) on port {port}.",
-            pid=process.pid, port=port)
+        who = start.user.name if start.user else "den's own user"
+        log("daemon.started", f"Started the node daemon as {who}.", pid=process.pid,
+            port=port, user=start.user.name if start.user else None)
         self._wait_healthy(url, process, spec.start_timeout, log_path, port_chosen=bool(chosen))
         return Launched(daemon_url=url, handles={"pid": process.pid, "port": port,
                                                  "log": str(log_path)})
+
+    @staticmethod
+    def _hand_token(process: subprocess.Popen[bytes], token: str) -> None:
+        """Give the daemon its token on stdin (one line), then close the pipe."""
+        assert process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it died already: the health check says why
+            process.stdin.write(f"{token}\n".encode())
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()
+
+    def _as_den(self, workdir: Path) -> _Start:
+        """Den's own user and interpreter, importing the same den as the worker."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        env = {n: os.environ[n] for n in (*_PASSED_ENV, *_SAME_USER_ENV) if n in os.environ}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+        env["PYTHONUNBUFFERED"] = "1"
+        return _Start(python=sys.executable, env=env, user=None)
+
+    def _as_user(self, user: ClusterUser, home: Path, workdir: Path, log: LogFn) -> _Start:
+        """The cluster user, on a node runtime for a python3 it can run."""
+        root = home.parent
+        target = find_python(user, root)
+        archive = node_runtime.build_runtime(target, Path(settings.DEN_HOME) / "node-runtime")
+        installed = node_runtime.install_runtime(archive, target, root / ".runtime")
+        if installed.fresh:
+            log("runtime.installed",
+                f"Installed the node runtime for Python {target.version_text}.",
+                python=target.path, **node_runtime.describe(archive))
+        _own_dir(workdir, user)
+        user_home = home / "home"
+        _own_dir(user_home, user)
+        env = {n: os.environ[n] for n in _PASSED_ENV if n in os.environ}
+        env.setdefault("LANG", "C.UTF-8")
+        env.update({
+            "PATH": f"{installed.python.parent}:{_SYSTEM_PATH}",
+            "HOME": str(user_home),
+            "USER": user.name,
+            "LOGNAME": user.name,
+            "PYTHONUNBUFFERED": "1",
+        })
+        return _Start(python=str(installed.python), env=env, user=user)
 
     def _wait_healthy(self, url: str, process: subprocess.Popen[bytes], timeout: float,
                       log_path: Path, *, port_chosen: bool) -> None:
@@ -151,11 +364,12 @@ class LocalBackend(ClusterBackend):
             while time.monotonic() < deadline:
                 if process.poll() is not None:
                     tail = _log_tail(log_path)
-                    message = f"The node daemon exited with code {process.returncode} " \
-                              f"before it answered:\n{tail}"
+                    message = (f"The node daemon exited with code {process.returncode} before "
+                               "it answered; the end of its log is in this event's details.")
                     if "address already in use" in tail.lower() and not port_chosen:
-                        raise TransientBackendError(message)  # lost a race for a free port
-                    raise BackendError(message)
+                        # Lost a race for a free port.
+                        raise TransientBackendError(message, log_tail=tail)
+                    raise BackendError(message, log_tail=tail)
                 try:
                     answer = client.get(url + "/health")
                     # Only our own process counts: another daemon may already
@@ -167,25 +381,26 @@ class LocalBackend(ClusterBackend):
                 time.sleep(0.1)
         self._terminate(process.pid, log=None)
         raise TransientBackendError(
-            f"The node daemon did not answer {url}/health within {timeout:.0f} s; "
-            f"its log ends:\n{_log_tail(log_path)}"
-        )
+            f"The node daemon did not answer its health check within {timeout:.0f} s.",
+            log_tail=_log_tail(log_path))
 
     def stop(self, cluster_key: str, handles: Mapping[str, Any], log: LogFn) -> None:
-        home = cluster_dir(cluster_key)
-        self._stop_pid(home, home / "node", log, handles.get("pid"))
+        for home in _cluster_dirs(cluster_key):
+            self._stop_pid(home, home / "node", log, handles.get("pid"))
 
     def teardown(self, cluster_key: str, handles: Mapping[str, Any], log: LogFn) -> None:
         self.stop(cluster_key, handles, log)
-        home = cluster_dir(cluster_key)
-        if home.exists():
-            shutil.rmtree(home, ignore_errors=True)
-            log("cluster.cleaned", "Removed the cluster's working folder.", path=str(home))
+        for home in _cluster_dirs(cluster_key):
+            if home.exists():
+                shutil.rmtree(home, ignore_errors=True)
+                log("cluster.cleaned", "Removed the cluster's working folder.", path=str(home))
 
     def status(self, cluster_key: str, handles: Mapping[str, Any]) -> str:
-        home = cluster_dir(cluster_key)
-        pid = handles.get("pid") or _read_pid(home / "daemon.pid")
-        if not pid or not _is_cluster_daemon(int(pid), home / "node"):
+        for home in _cluster_dirs(cluster_key):
+            pid = handles.get("pid") or _read_pid(home / "daemon.pid")
+            if pid and _is_cluster_daemon(int(pid), home / "node"):
+                break
+        else:
             return "stopped"
         port = handles.get("port")
         try:
@@ -217,5 +432,5 @@ class LocalBackend(ClusterBackend):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         if log is not None:
-            how = "killed (it did not stop in time)" if forced else "stopped"
-            log("daemon.stopped", f"The node daemon (PID {pid}) {how}.", pid=pid)
+            how = "was killed (it did not stop in time)" if forced else "stopped"
+            log("daemon.stopped", f"The node daemon {how}.", pid=pid)

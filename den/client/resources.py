@@ -8,7 +8,7 @@ form (``save``) and an async one (``asave``); both run the same operation.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from den.client import api
 from den.client.addresses import parse_address
@@ -17,6 +17,7 @@ from den.client.session import Op, Session, arun, current, run
 
 if TYPE_CHECKING:
     import inspect
+    from typing import Self  # novm: Python 3.11; the node imports this module on 3.9 too
 
     from den.client import remote
 
@@ -873,9 +874,9 @@ def _from_fields(cls: type[R], fields: dict[str, Any]) -> R:
 
 
 def _as_env(env: Env | str | list[str] | dict[str, Any] | None) -> Env | str | None:
-    if env is None or isinstance(env, Env | str):
+    if env is None or isinstance(env, (Env, str)):  # tuples, not unions: 3.9 on nodes
         return env
-    if isinstance(env, list | tuple):
+    if isinstance(env, (list, tuple)):
         return Env(reqs=[str(req) for req in env])
     if isinstance(env, dict):
         return _from_fields(Env, env)

@@ -271,7 +271,8 @@ class Session:
         # multiply the wait. Connection failures and dropped keep-alives are.
         return isinstance(
             exc,
-            httpx.ConnectError | httpx.ConnectTimeout | httpx.RemoteProtocolError | httpx.ReadError,
+            # A tuple, not a union: this runs on nodes' Python 3.9 too.
+            (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError),
         )
 
     def _request_kwargs(self, call: Call) -> dict[str, Any]:

@@ -7,12 +7,21 @@ The caller side, :mod:`den.node.caller`, needs only httpx and cloudpickle.
 Start it::
 
     python -m den.node --host 127.0.0.1 --port 32300 --den-url URL \\
-        --cluster-token TOKEN --cluster-address /alice/cpu [--no-den-auth] \\
+        --cluster-token-file - --cluster-address /alice/cpu [--no-den-auth] \\
         [--auth-cache-seconds 10] [--workdir DIR] [--autostop-mins M] \\
         [--heartbeat-seconds 30] [--call-timeout S] [--http-server den|uvicorn]
 
-Every flag also reads ``DEN_NODE_<FLAG>`` (e.g. ``DEN_NODE_DEN_URL``,
-``DEN_NODE_DEN_AUTH=0``). Workers never see ``DEN_NODE_*`` variables.
+Every flag but the token's also reads ``DEN_NODE_<FLAG>`` (e.g.
+``DEN_NODE_DEN_URL``, ``DEN_NODE_DEN_AUTH=0``). The cluster token comes on
+stdin (``-``) or in a 0600 file the daemon deletes once read, never in a flag
+or a variable, which ``/proc`` shows to every process of the same user; the
+daemon is non-dumpable, so its memory and environment are not readable there
+either. Nothing the daemon starts (env workers, ``setup_cmds``, pip) sees a
+``DEN_NODE_*`` variable or the token (:func:`den.node.envs.child_env`).
+
+The daemon and the client modules it imports run on Python 3.9 and newer
+(tests/node/test_py39.py), since a host's system python may be that old.
+
 ``DEN_NODE_HTTP_PARSER=httptools|h11`` picks the parser of request heads (default:
 httptools when it imports, else h11; see :mod:`den.node.httpserver`).
 

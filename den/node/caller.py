@@ -26,7 +26,7 @@ import os
 import pickle
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import cloudpickle
 import httpx
@@ -48,8 +48,11 @@ __all__ = [
 
 #: ``callback(stream, text)``: stream is "stdout", "stderr" or "log".
 OutputCallback = Callable[[str, str], None]
-Frame = tuple[int, bytes | bytearray | memoryview]
-EnvLike = str | Mapping[str, Any] | None
+if TYPE_CHECKING:
+    # Only for annotations: ``X | Y`` of types fails at run time on Python 3.9, where
+    # code on a node (its runtime may be a 3.9) can use this module too.
+    Frame = tuple[int, bytes | bytearray | memoryview]
+    EnvLike = str | Mapping[str, Any] | None
 
 _HEADER = p.HTTP_HEADER
 _HSIZE = _HEADER.size
@@ -154,6 +157,14 @@ class FrameReader:
         if pos:
             del buf[:pos]
         return frames
+
+
+async def _next_chunk(chunks: AsyncIterator[bytes]) -> bytes | None:
+    """The next chunk, or None at the end (``anext(it, None)`` is Python 3.10+)."""
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 def _frames_of(data: bytes | bytearray | memoryview) -> Iterator[Frame]:
@@ -554,7 +565,7 @@ class AsyncNodeClient:
             frames: collections.deque[Frame] = collections.deque()
             while True:
                 if not frames:
-                    chunk = await anext(chunks, None)
+                    chunk = await _next_chunk(chunks)
                     if chunk is None:
                         raise NodeError("the node closed the call before sending its result")
                     frames.extend(reader.feed(chunk))
@@ -576,7 +587,7 @@ class AsyncNodeClient:
         try:
             while True:
                 if not frames:
-                    chunk = await anext(chunks, None)
+                    chunk = await _next_chunk(chunks)
                     if chunk is None:
                         raise NodeError("the node closed the generator's stream early")
                     frames.extend(reader.feed(chunk))

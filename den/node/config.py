@@ -1,10 +1,18 @@
-"""The daemon's settings: command-line flags, each with a ``DEN_NODE_*`` env var default."""
+"""The daemon's settings: command-line flags, each with a ``DEN_NODE_*`` env var default.
+
+The cluster token is the exception: it is never a flag or a variable, since
+both can be read from ``/proc/<pid>/cmdline`` and ``/proc/<pid>/environ``.
+``--cluster-token-file`` names a file (mode 0600) that the daemon reads and
+deletes, or ``-`` for one line on standard input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORT = 32300
@@ -17,7 +25,7 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     den_url: str | None = None
-    cluster_token: str | None = None
+    cluster_token: str | None = field(default=None, repr=False)
     cluster_address: str | None = None
     den_auth: bool = True
     auth_cache_seconds: float = 10.0
@@ -49,14 +57,39 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
+def read_token(source: str) -> str | None:
+    """The cluster token from ``source``: ``-`` reads one line of stdin (and
+    leaves stdin on /dev/null, so that no child inherits the pipe), anything
+    else is a file that is deleted once read."""
+    if source == "-":
+        line = sys.stdin.readline()
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+        return line.strip() or None
+    path = Path(source).expanduser()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SystemExit(f"cannot read the cluster token file {path}: {exc.strerror}") from None
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise SystemExit(f"cannot delete the cluster token file {path} after reading it "
+                         f"({exc.strerror}); give the daemon a file it may delete") from None
+    return text.strip() or None
+
+
 def parse_args(argv: list[str] | None = None) -> NodeConfig:
     """Read flags; any flag not given falls back to its ``DEN_NODE_*`` variable."""
     ap = argparse.ArgumentParser(prog="python -m den.node", description="den node daemon")
     ap.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(_env("PORT", str(DEFAULT_PORT)) or 0))
     ap.add_argument("--den-url", default=_env("DEN_URL"))
-    ap.add_argument("--cluster-token", default=_env("CLUSTER_TOKEN"),
-                    help="the cluster's own den token (for heartbeats), never a user's")
+    ap.add_argument("--cluster-token-file", default=None, metavar="PATH",
+                    help="read the cluster's own den token (for heartbeats; never a user's) "
+                         "from PATH, which is deleted once read, or from stdin with '-'")
     ap.add_argument("--cluster-address", default=_env("CLUSTER_ADDRESS"),
                     help="the cluster's den address, e.g. /alice/cpu")
     ap.add_argument("--no-den-auth", dest="den_auth", action="store_false",
@@ -83,7 +116,7 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         host=ns.host,
         port=ns.port,
         den_url=ns.den_url.rstrip("/") if ns.den_url else None,
-        cluster_token=ns.cluster_token,
+        cluster_token=read_token(ns.cluster_token_file) if ns.cluster_token_file else None,
         cluster_address=ns.cluster_address,
         den_auth=ns.den_auth,
         auth_cache_seconds=ns.auth_cache_seconds,

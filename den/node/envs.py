@@ -31,13 +31,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from den.node import protocol as p
 
-log = logging.getLogger("den.node")
+if TYPE_CHECKING:
+    # Only for annotations: ``bytes | bytearray`` fails at run time on Python 3.9,
+    # and the daemon runs there too.
+    Frame = tuple[int, bytes | bytearray]
 
-Frame = tuple[int, bytes | bytearray]
+log = logging.getLogger("den.node")
 
 _BOOT = (
     "import sys\n"
@@ -46,10 +49,13 @@ _BOOT = (
     "except ImportError:\n"
     "    sys.path.append(sys.argv[2])\n"
     "from den.node.worker import main\n"
-    "main(sys.argv[1:2])\n"
+    "main([sys.argv[1], sys.argv[3]])\n"
 )
 _DEN_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 _SOCKET_BUFFER = 4 << 20
+#: What ``asyncio.wait_for`` raises on a timeout: the builtin since Python 3.11,
+#: asyncio's own class before (the daemon runs on 3.9 too).
+_TIMEOUTS: tuple[type[BaseException], ...] = (TimeoutError, asyncio.TimeoutError)
 
 
 class EnvError(Exception):
@@ -120,18 +126,37 @@ class EnvSpec:
 _venv_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
 
-async def _run(cmd: list[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+def child_env(spec: EnvSpec | None = None, extra: Mapping[str, str] | None = None
+              ) -> dict[str, str]:
+    """The environment of every process the daemon starts for an env: its
+    worker, its ``setup_cmds``, and ``venv``/``pip`` runs.
+
+    It is the daemon's own environment (which the backend that started it
+    kept small) without any ``DEN_NODE_*`` variable, plus the env's
+    ``env_vars`` and ``extra`` (the virtualenv's ``PATH``). The cluster token
+    is never in it: the daemon reads the token from stdin or a file, never
+    from its environment.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEN_NODE_")}
+    if spec is not None:
+        env.update(dict(spec.env_vars))
+    if extra:
+        env.update(extra)
+    return env
+
+
+async def _run(cmd: list[str], *, env: Mapping[str, str], cwd: Path | None = None,
                shell: bool = False) -> None:
     """Run a setup command; raise EnvError with the tail of its output on failure."""
     if shell:
         proc = await asyncio.create_subprocess_shell(
             cmd[0], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env=dict(env) if env else None, cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL, env=dict(env), cwd=cwd,
         )
     else:
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env=dict(env) if env else None, cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL, env=dict(env), cwd=cwd,
         )
     out, _ = await proc.communicate()
     text = out.decode("utf-8", "replace")
@@ -144,7 +169,7 @@ async def _run(cmd: list[str], *, env: Mapping[str, str] | None = None, cwd: Pat
 async def _python_version(python: str) -> str:
     proc = await asyncio.create_subprocess_exec(
         python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])",
-        stdout=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, env=child_env(),
     )
     out, _ = await proc.communicate()
     return out.decode().strip()
@@ -172,7 +197,7 @@ async def prepare_env(spec: EnvSpec, workdir: Path) -> tuple[str, dict[str, str]
                 shutil.rmtree(venv, ignore_errors=True)
                 started = time.monotonic()
                 await _run([base, "-m", "venv", "--system-site-packages", "--without-pip",
-                            str(venv)])
+                            str(venv)], env=child_env(spec))
                 same = spec.python is None or (
                     await _python_version(base) == "{}.{}".format(*sys.version_info[:2])
                 )
@@ -183,7 +208,8 @@ async def prepare_env(spec: EnvSpec, workdir: Path) -> tuple[str, dict[str, str]
                         (sp / "_den_parent.pth").write_text("\n".join(lines) + "\n")
                 if spec.reqs:
                     await _run([sys.executable, "-m", "pip", "--python", python, "install",
-                                "--disable-pip-version-check", *spec.reqs])
+                                "--disable-pip-version-check", *spec.reqs],
+                               env=child_env(spec))
                 ready.write_text(json.dumps(spec.to_json()))
                 log.info("env %s: virtualenv %s ready in %.1fs", spec.name, venv,
                          time.monotonic() - started)
@@ -193,7 +219,7 @@ async def prepare_env(spec: EnvSpec, workdir: Path) -> tuple[str, dict[str, str]
         digest = hashlib.sha256(json.dumps([spec.name, python, spec.setup_cmds]).encode())
         marker = workdir / "envs" / f"setup-{digest.hexdigest()[:16]}.done"
         if not marker.exists():
-            env = {**os.environ, **dict(spec.env_vars), **extra}
+            env = child_env(spec, extra)
             for cmd in spec.setup_cmds:
                 await _run([cmd], env=env, cwd=workdir, shell=True)  # noqa: S604 - setup_cmds are shell
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -404,10 +430,7 @@ class EnvWorker:
 
     async def _spawn(self) -> None:
         python, extra = await prepare_env(self.spec, self.workdir)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DEN_NODE_")}
-        env.update(dict(self.spec.env_vars))
-        env.update(extra)
-        env["DEN_NODE_ENV"] = self.name
+        env = child_env(self.spec, extra)
         env["PYTHONUNBUFFERED"] = "1"
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for s in (parent, child):
@@ -418,7 +441,7 @@ class EnvWorker:
         self._hello = loop.create_future()
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                python, "-c", _BOOT, str(child.fileno()), _DEN_ROOT,
+                python, "-c", _BOOT, str(child.fileno()), _DEN_ROOT, self.name,
                 pass_fds=(child.fileno(),), env=env, cwd=str(self.workdir),
                 stdin=asyncio.subprocess.DEVNULL,
             )
@@ -433,7 +456,7 @@ class EnvWorker:
         self._conn = conn
         try:
             await asyncio.wait_for(asyncio.shield(self._hello), timeout=60)
-        except (TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, asyncio.TimeoutError, ConnectionError) as exc:  # noqa: UP041 (3.9)
             raise EnvError(f"the worker did not start ({exc or 'no answer in 60 s'})") from exc
 
     async def stop(self) -> None:
@@ -452,7 +475,7 @@ class EnvWorker:
                 proc.terminate()
             try:
                 await asyncio.wait_for(proc.wait(), timeout=3)
-            except TimeoutError:
+            except _TIMEOUTS:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()

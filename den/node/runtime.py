@@ -158,7 +158,39 @@ def _extract_bundle(data: bytes, dest: Path) -> None:
             zf.extractall(dest)  # noqa: S202 - every member checked above
         return
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
-        tf.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(dest, filter="data")
+        else:  # Python before 3.9.17 / 3.10.12 / 3.11.4: no extraction filters
+            tf.extractall(dest, members=_data_members(tf, dest))  # noqa: S202 - checked there
+
+
+def _data_members(tf: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
+    """What tarfile's "data" filter would let through, for interpreters that
+    lack it: files, folders and links that stay inside ``dest``, owned by
+    whoever unpacks them, without setuid bits or write access for others;
+    ValueError for anything else."""
+    root = dest.resolve()
+
+    def inside(path: Path) -> bool:
+        resolved = path.resolve()
+        return resolved == root or root in resolved.parents
+
+    members = []
+    for member in tf.getmembers():
+        member.name = member.name.lstrip("/" + os.sep)  # as the filter does
+        where = root / member.name
+        if not inside(where):
+            raise ValueError(f"unsafe path in bundle: {member.name}")
+        if member.issym() and not inside(where.parent / member.linkname):
+            raise ValueError(f"unsafe link in bundle: {member.name}")
+        if member.islnk() and not inside(root / member.linkname):
+            raise ValueError(f"unsafe link in bundle: {member.name}")
+        if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            raise ValueError(f"unsafe member in bundle: {member.name} is a device or pipe")
+        member.mode = (member.mode or 0o644) & 0o755
+        member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+        members.append(member)
+    return members
 
 
 class Runtime:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ from den.node.app import NodeApp
 from den.node.auth import DenAuth
 from den.node.config import NodeConfig, parse_args
 from den.node.envs import EnvError, EnvSpec
+from den.node.hardening import set_non_dumpable
 from den.node.httpserver import HttpServer
 from den.node.runtime import Runtime
 
@@ -44,8 +46,10 @@ class DenLink:
             return
         url = f"{cfg.den_url}/api/v1/resources{cfg.cluster_address}/-/cluster/heartbeat"
         body = {
-            "last_activity": dt.datetime.fromtimestamp(self.runtime.last_activity,
-                                                       dt.UTC).isoformat(),
+            # timezone.utc, not datetime.UTC: the daemon runs on Python 3.9 too.
+            "last_activity": dt.datetime.fromtimestamp(
+                self.runtime.last_activity, dt.timezone.utc  # noqa: UP017
+            ).isoformat(),
             "calls_in_flight": self.runtime.calls_in_flight,
             "objects": len(self.runtime.objects),
         }
@@ -119,8 +123,17 @@ def build_app(config: NodeConfig) -> tuple[NodeApp, Runtime]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m den.node``: parse flags and serve until stopped."""
+    """``python -m den.node``: parse flags and serve until stopped.
+
+    The daemon marks itself non-dumpable before it reads its token, so that
+    the code it runs (same OS user, in its env workers) cannot read the
+    token from its memory or ``/proc``, and drops every ``DEN_NODE_*``
+    variable, so that no child it starts inherits one.
+    """
+    set_non_dumpable()
     config = parse_args(argv)
+    for name in [n for n in os.environ if n.startswith("DEN_NODE_")]:
+        del os.environ[name]
     config.check()
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

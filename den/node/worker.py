@@ -553,7 +553,7 @@ def _json_default(value: Any) -> Any:
     tolist = getattr(value, "tolist", None)
     if callable(tolist):
         return tolist()
-    if isinstance(value, set | frozenset | tuple):
+    if isinstance(value, (set, frozenset, tuple)):  # a tuple: unions fail on 3.9
         return list(value)
     raise TypeError(
         f"result of type {type(value).__name__} is not JSON-serialisable; "
@@ -590,11 +590,12 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: ``python -c <boot> <socket fd>`` (see den.node.envs)."""
+    """Entry point: ``python -c <boot> <socket fd> <env name>`` (see den.node.envs).
+    The env name comes as an argument: user code sees no ``DEN_NODE_*`` variable."""
     args = sys.argv[1:] if argv is None else argv
     sock = socket.socket(fileno=int(args[0]))
     sock.setblocking(True)
-    Worker(sock, os.environ.get("DEN_NODE_ENV", "base")).serve()
+    Worker(sock, args[1] if len(args) > 1 else "base").serve()
 
 
 if __name__ == "__main__":

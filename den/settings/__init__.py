@@ -8,8 +8,10 @@ Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``DEN_SECRET_KEY`` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,38 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 DEN_HOME = Path(env("DEN_HOME", str(Path.home() / ".den" / "server"))).expanduser()
+
+# Everything den writes is its own: keys, the SQLite database and its journals,
+# emails with sign-up links, the broker's messages, the cache. A umask makes
+# each of those private where it is made (by den, SQLite, kombu or Django), and
+# the processes den starts get modes of their own (compute/backends/local.py).
+os.umask(0o077)
+
+
+def _private_home(home: Path, public: Path) -> None:
+    """Make DEN_HOME 0700, with its files 0600 and folders 0700, fixing the
+    modes that older versions (or a umask of 022) left. Code on a local cluster
+    runs as another OS user when den is root, and must not read any of it.
+    ``public`` (the static files) is left alone."""
+    home.mkdir(parents=True, exist_ok=True)
+    for folder, dirs, files in os.walk(home):
+        if Path(folder) == public:
+            dirs[:] = []
+            continue
+        for name in (".", *dirs, *files):
+            path = os.path.join(folder, name)
+            try:
+                mode = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISLNK(mode.st_mode) or not mode.st_mode & 0o077:
+                continue
+            with contextlib.suppress(OSError):  # not ours, or gone
+                os.chmod(path, 0o700 if stat.S_ISDIR(mode.st_mode) else 0o600)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+
+
+_private_home(DEN_HOME, Path(env("DEN_STATIC_ROOT", str(DEN_HOME / "static"))))
 
 
 def _key_from_file(name: str, make: Callable[[], str]) -> str:
@@ -167,7 +201,18 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env("DEN_STATIC_ROOT", str(DEN_HOME / "static"))
+# Static files (CSS, scripts) are public: despite the umask above, a web server
+# in front of den may serve DEN_STATIC_ROOT (inside DEN_HOME, they stay behind
+# its mode 0700).
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+os.chmod(STATIC_ROOT, 0o755)  # noqa: S103 - public files
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage",
+        "OPTIONS": {"file_permissions_mode": 0o644, "directory_permissions_mode": 0o755},
+    },
+}
 # Serve app static files straight from the apps too, so a den started without
 # collectstatic (tests, development) still has its stylesheet and scripts.
 WHITENOISE_USE_FINDERS = True
@@ -275,6 +320,20 @@ DEN_CLUSTER_HEARTBEAT_TIMEOUT = float(env("DEN_CLUSTER_HEARTBEAT_TIMEOUT", "120"
 # How long a daemon caches den's answer to a caller's token (revocation delay).
 DEN_CLUSTER_AUTH_CACHE_SECONDS = float(env("DEN_CLUSTER_AUTH_CACHE_SECONDS", "10"))
 DEN_CLUSTER_START_TIMEOUT = float(env("DEN_CLUSTER_START_TIMEOUT", "120"))
+# Local clusters run their users' code on this server: "admins" (the default)
+# lets only staff and superusers bring one up, "everyone" lets any user.
+DEN_LOCAL_CLUSTERS = env("DEN_LOCAL_CLUSTERS", "admins").strip().lower()
+if DEN_LOCAL_CLUSTERS not in ("admins", "everyone"):
+    raise ValueError(f"DEN_LOCAL_CLUSTERS is {DEN_LOCAL_CLUSTERS!r}; set it to 'admins' or "
+                     "'everyone'.")
+# Where local clusters' daemons keep their files: never inside DEN_HOME.
+DEN_CLUSTER_ROOT = env("DEN_CLUSTER_ROOT") or (
+    "/var/lib/den/clusters" if os.geteuid() == 0 else str(Path.home() / ".den" / "clusters")
+)
+# When den runs as root, local daemons run as this unprivileged user (created if missing).
+DEN_CLUSTER_USER = env("DEN_CLUSTER_USER", "den-cluster")
+# The python3 that user runs the daemon with; empty: the first 3.9+ found in /usr/bin, ...
+DEN_CLUSTER_PYTHON = env("DEN_CLUSTER_PYTHON")
 DEN_CLUSTER_SWEEP_SECONDS = float(env("DEN_CLUSTER_SWEEP_SECONDS", "30"))
 # An SSE stream of cluster events lasts at most this long; clients reconnect.
 DEN_CLUSTER_EVENTS_STREAM_SECONDS = float(env("DEN_CLUSTER_EVENTS_STREAM_SECONDS", "25"))

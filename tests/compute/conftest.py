@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import cloudpickle
 import pytest
 
 from compute import selectors
@@ -18,7 +19,12 @@ from compute.models import ClusterState
 from registry import services as registry_services
 from registry.models import Resource
 from tests.celery_worker import Worker, node_processes, wait_for  # noqa: F401 (re-exported)
+from tests.compute import remote_fns
 from tests.factories import UserFactory, make_token
+
+# Send the test functions by value: a local daemon that runs as its own
+# unprivileged user (den as root) cannot import this repository's modules.
+cloudpickle.register_pickle_by_value(remote_fns)
 
 
 @pytest.fixture

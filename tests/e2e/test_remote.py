@@ -5,10 +5,13 @@ streaming and envs, all through the client (``den.*``)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,7 +117,7 @@ def test_teammate_calls_by_name_stranger_refused_revocation_applies(
     assert shared_counter.get() == 12  # what is still shared still works
 
 
-def test_errors_crashes_and_streamed_output(team, cleanup_clusters, capsys, tmp_path):
+def test_errors_crashes_and_streamed_output(team, cleanup_clusters, capsys, shared_tmp):
     team.login("alice")
     cpu = up_cluster("errors", cleanup_clusters)
 
@@ -136,7 +139,7 @@ def test_errors_crashes_and_streamed_output(team, cleanup_clusters, capsys, tmp_
     # Output arrives while the call still runs: the call waits for a file this
     # test creates only once it has seen the output.
     capsys.readouterr()
-    release = tmp_path / "release"
+    release = shared_tmp / "release"  # the daemon may run as another OS user
     chatty = den.function(remote_fns.chatty).to(cpu)
     result: dict[str, object] = {}
     thread = threading.Thread(target=lambda: result.update(value=chatty(str(release))))
@@ -178,6 +181,16 @@ def test_cluster_not_up_says_how_to_bring_it_up(team, cleanup_clusters):
         add(1)
     cpu.up_if_not(timeout=60, quiet=True)
     assert add(1) == 2
+
+
+@pytest.fixture
+def shared_tmp():
+    """A temporary folder that a local daemon running as its own unprivileged
+    user (den as root) can see into, unlike pytest's (mode 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="den-e2e-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_code_bundles_respect_gitignore_and_the_size_cap(team, cleanup_clusters, tmp_path,

@@ -94,21 +94,32 @@ class FakeDen:
 class Daemon:
     """A node daemon subprocess; ``url`` is its base URL."""
 
-    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *args: str, token: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """``token``: the cluster token, handed over on stdin as den's backends
+        do; ``env``: extra variables for the daemon's own environment."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"daemon-{self.port}.log"
         extra = dict(env or {})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DEN_NODE_")}
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (extra.pop("PYTHONPATH", ""), str(REPO), env.get("PYTHONPATH", "")) if p)
-        env.update(extra)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("DEN_NODE_")}
+        environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (extra.pop("PYTHONPATH", ""), str(REPO), environ.get("PYTHONPATH", ""))
+            if p)
+        environ.update(extra)
+        if token is not None:
+            args = (*args, "--cluster-token-file", "-")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "den.node", "--host", "127.0.0.1", "--port", str(self.port),
              "--workdir", str(workdir / "node"), "--log-level", "warning", *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+            stdout=self._log, stderr=subprocess.STDOUT, env=environ, cwd=str(REPO),
+            stdin=subprocess.PIPE if token is not None else subprocess.DEVNULL,
         )
+        if token is not None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(f"{token}\n".encode())
+            self.proc.stdin.close()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -30,8 +30,8 @@ def den() -> Iterator[FakeDen]:
 @pytest.fixture(scope="module")
 def authed(den: FakeDen, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(tmp_path_factory.mktemp("authed"), "--den-url", den.url,
-               "--cluster-address", CLUSTER, "--cluster-token", "den_cluster_secret",
-               "--auth-cache-seconds", "1", "--heartbeat-seconds", "0.3")
+               "--cluster-address", CLUSTER, "--auth-cache-seconds", "1",
+               "--heartbeat-seconds", "0.3", token="den_cluster_secret")
     yield d
     d.stop()
 
@@ -142,6 +142,31 @@ def test_heartbeats_use_the_cluster_token(authed: Daemon, den: FakeDen) -> None:
     assert set(body) == {"last_activity", "calls_in_flight", "objects"}
     # Den's 404 (no endpoint yet) is logged once, not on every beat.
     assert authed.log().count("answered 404 to a heartbeat") <= 1
+
+
+def test_the_cluster_token_may_come_in_a_file_that_is_deleted(den: FakeDen,
+                                                              tmp_path: Path) -> None:
+    """The other intake (for hosts where stdin is not at hand): a 0600 file,
+    read and deleted at start, so the token lies on no disk while it serves."""
+    token_file = tmp_path / "token"
+    token_file.write_text("den_from_a_file\n")
+    token_file.chmod(0o600)
+    d = Daemon(tmp_path, "--den-url", den.url, "--cluster-address", CLUSTER,
+               "--heartbeat-seconds", "0.3", "--cluster-token-file", str(token_file))
+    try:
+        assert not token_file.exists()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+                auth == "Bearer den_from_a_file" for _, auth, _ in den.heartbeats):
+            time.sleep(0.05)
+        assert any(auth == "Bearer den_from_a_file" for _, auth, _ in den.heartbeats)
+    finally:
+        d.stop()
+    # A token file that cannot be read stops the daemon, saying which.
+    missing = tmp_path / "gone"
+    with pytest.raises(RuntimeError, match="cannot read the cluster token file"):
+        Daemon(tmp_path, "--den-url", den.url, "--cluster-address", CLUSTER,
+               "--cluster-token-file", str(missing))
 
 
 def test_den_unreachable_is_503(tmp_path: Path) -> None:

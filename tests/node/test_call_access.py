@@ -93,7 +93,7 @@ def den() -> Iterator[FakeDen]:
 @pytest.fixture(scope="module")
 def node(den: FakeDen, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(tmp_path_factory.mktemp("access"), "--den-url", den.url,
-               "--cluster-address", CLUSTER, "--cluster-token", "den_cluster")
+               "--cluster-address", CLUSTER, token="den_cluster")
     with NodeClient(d.url, token="den_alice", stream=None) as owner:
         owner.put_function("train", echo, address=TRAIN)
         owner.put_function("open", echo)  # no address: callers need read on the cluster

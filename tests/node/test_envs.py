@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from den.node.caller import NodeClient
 from den.node.errors import EnvSetupFailed
+from tests.node.conftest import Daemon
 
 
 def read_env(name):
@@ -25,8 +28,6 @@ def test_envs_see_their_own_env_vars(node: NodeClient) -> None:
     assert pid_a != pid_b
     node.put_function("where_base", read_env)
     assert node.call("where_base", args=("DEN_TEST_COLOUR",))[0] is None
-    # The daemon's own settings never reach user code.
-    assert node.call("where_a", args=("DEN_NODE_CLUSTER_TOKEN",))[0] is None
     envs = {e["name"]: e for e in node.list_envs()}
     assert envs["alpha"]["state"] == "ready"
     assert envs["alpha"]["env_vars"] == {"DEN_TEST_COLOUR": "red"}
@@ -74,3 +75,47 @@ def test_env_with_requirements_gets_its_own_virtualenv(node: NodeClient) -> None
     assert "/envs/" in prefix and path.startswith(prefix)
     node.put_function("has_tabulate", has_tabulate)
     assert node.call("has_tabulate") is False  # the base env does not have it
+
+
+def environment_seen():
+    """What a function sees: its environment, its own /proc entry, its daemon's."""
+    import os
+
+    def read(path):
+        try:
+            with open(path, "rb") as handle:
+                return handle.read().decode(errors="replace")
+        except OSError as exc:
+            return type(exc).__name__
+
+    daemon = os.getppid()
+    return {"environ": dict(os.environ), "proc_self": read("/proc/self/environ"),
+            "daemon_environ": read(f"/proc/{daemon}/environ"),
+            "daemon_cmdline": read(f"/proc/{daemon}/cmdline")}
+
+
+def test_setup_cmds_and_functions_never_see_the_token_or_the_daemons_settings(
+        tmp_path: Path) -> None:
+    """One environment builder for every child of the daemon: a setup command and
+    a function each dump theirs; neither holds the cluster token or DEN_NODE_*."""
+    token = "den_" + "Cluster0Token" * 2 + "abcd" + "123456"
+    daemon = Daemon(tmp_path, "--no-den-auth", token=token,
+                    env={"DEN_NODE_MAX_CODE_MB": "64", "DEN_NODE_CALL_TIMEOUT": "60"})
+    dump = tmp_path / "setup-env"
+    try:
+        with NodeClient(daemon.url, stream=None) as node:
+            node.put_function("seen", environment_seen, env={
+                "name": "leaky", "env_vars": {"MINE": "1"},
+                "setup_cmds": [f"env > {dump}; cat /proc/$$/environ >> {dump}"]})
+            seen = node.call("seen")
+    finally:
+        daemon.stop()
+    setup = dump.read_text(errors="replace")
+    assert "MINE=1" in setup and seen["environ"]["MINE"] == "1"  # the env's own do arrive
+    for where, text in [("setup_cmds", setup), ("os.environ", str(seen["environ"])),
+                        ("/proc/self/environ", seen["proc_self"])]:
+        assert token not in text, f"the cluster token is in {where}"
+        assert "DEN_NODE_" not in text, f"a DEN_NODE_ variable is in {where}"
+    # The daemon got the token on stdin: not in its environment or command line
+    # (which its own variables are, as it was started with them).
+    assert token not in seen["daemon_environ"] and token not in seen["daemon_cmdline"]
