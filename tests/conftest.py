@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
@@ -56,3 +59,13 @@ def alice_api(token):
 
 def pytest_report_header(config):
     return f"database: {os.environ.get('DATABASE_URL', 'sqlite (embedded default)')}"
+
+
+@pytest.fixture
+def shared_tmp():
+    """A temporary folder a local daemon running as its own unprivileged user
+    (den as root) can see into and write to, unlike pytest's (mode 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="den-test-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

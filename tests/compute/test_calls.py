@@ -19,7 +19,7 @@ from tests.compute.remote_fns import Counter, TouchOnUnpickle, add
 AUTH_CACHE_SECONDS = 1.0  # what the test worker starts daemons with
 
 
-def test_calls_are_checked_with_den(up_cluster, people, tmp_path):
+def test_calls_are_checked_with_den(up_cluster, people, shared_tmp):
     cpu = up_cluster("calls")
     url = state_of(cpu).daemon_url
     tokens, users = people["tokens"], people["users"]
@@ -29,7 +29,7 @@ def test_calls_are_checked_with_den(up_cluster, people, tmp_path):
         assert owner.call("add", args=(1, 2)) == 3
 
     # A stranger is refused before the daemon reads, let alone unpickles, the body.
-    marker = tmp_path / "unpickled"
+    marker = shared_tmp / "unpickled"
     body = pickle.dumps(((TouchOnUnpickle(str(marker)),), {}))
     response = httpx.post(f"{url}/objects/add/call", content=body, headers={
         "Authorization": f"Bearer {tokens['sam']}",
@@ -81,7 +81,7 @@ def test_a_read_token_may_call_but_not_put(up_cluster, people):
         assert refused.value.status == 403
 
 
-def test_readers_send_plain_data_and_writers_anything(up_cluster, people, tmp_path):
+def test_readers_send_plain_data_and_writers_anything(up_cluster, people, shared_tmp):
     """With den itself answering the daemon's checks: a reader of the cluster (and
     the owner's read-only token) may call with plain data, but a pickle that runs
     code is refused with a 400 naming it; the owner, who writes the cluster, may
@@ -99,7 +99,7 @@ def test_readers_send_plain_data_and_writers_anything(up_cluster, people, tmp_pa
         owner.put_module("counter", Counter, init_args=(7,))
     read_token = make_token(users["alice"], scope="read")
     for token in (tokens["rita"], read_token):
-        marker = tmp_path / f"unpickled-{token[-6:]}"
+        marker = shared_tmp / f"unpickled-{token[-6:]}"
         with NodeClient(url, token=token, stream=None) as reader:
             assert reader.call("add", args=([1], [2])) == [1, 2]
             with pytest.raises(PickleRefused, match="pathlib.Path.touch") as refused:
@@ -110,7 +110,7 @@ def test_readers_send_plain_data_and_writers_anything(up_cluster, people, tmp_pa
             assert reader.call("counter", "get") == 7
         time.sleep(0.2)
         assert not marker.exists()
-    marker = tmp_path / "owner"
+    marker = shared_tmp / "owner"
     with NodeClient(url, token=tokens["alice"], stream=None) as owner, \
             pytest.raises(TypeError):  # touch() ran and returned None; None + 1 fails
         owner.call("add", args=(TouchOnUnpickle(str(marker)), 1))

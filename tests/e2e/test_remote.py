@@ -5,13 +5,10 @@ streaming and envs, all through the client (``den.*``)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
-import tempfile
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -183,16 +180,6 @@ def test_cluster_not_up_says_how_to_bring_it_up(team, cleanup_clusters):
     assert add(1) == 2
 
 
-@pytest.fixture
-def shared_tmp():
-    """A temporary folder that a local daemon running as its own unprivileged
-    user (den as root) can see into, unlike pytest's (mode 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix="den-e2e-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def test_code_bundles_respect_gitignore_and_the_size_cap(team, cleanup_clusters, tmp_path,
                                                           monkeypatch):
     project = tmp_path / "proj"
@@ -224,7 +211,7 @@ def test_code_bundles_respect_gitignore_and_the_size_cap(team, cleanup_clusters,
 
 
 def test_readers_send_data_writers_send_code_and_owners_widen_it(team, cleanup_clusters,
-                                                                 tmp_path):
+                                                                 shared_tmp):
     """Through den and its client: a teammate with read access calls with plain data;
     an argument whose unpickling runs code is refused as den.BadRequest and never
     runs; the owner's pickle_allow lets readers send a type of the owner's."""
@@ -236,7 +223,7 @@ def test_readers_send_data_writers_send_code_and_owners_widen_it(team, cleanup_c
     add = den.function(remote_fns.add).to(cpu).save()
     for fn in (norm, add):
         fn.share("rita")
-    marker = tmp_path / "unpickled"
+    marker = shared_tmp / "unpickled"
     # The owner writes the cluster: any pickle goes (touch runs, then add fails).
     with pytest.raises(TypeError):
         add(remote_fns.TouchOnUnpickle(str(marker)), 1)

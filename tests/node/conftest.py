@@ -95,9 +95,10 @@ class Daemon:
     """A node daemon subprocess; ``url`` is its base URL."""
 
     def __init__(self, workdir: Path, *args: str, token: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, wait: bool = True) -> None:
         """``token``: the cluster token, handed over on stdin as den's backends
-        do; ``env``: extra variables for the daemon's own environment."""
+        do; ``env``: extra variables for the daemon's own environment; ``wait``:
+        return only once it answers /health."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"daemon-{self.port}.log"
@@ -120,6 +121,8 @@ class Daemon:
             assert self.proc.stdin is not None
             self.proc.stdin.write(f"{token}\n".encode())
             self.proc.stdin.close()
+        if not wait:
+            return
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
