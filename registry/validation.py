@@ -18,7 +18,9 @@ from registry.models.users import USERNAME_PATTERN
 
 MAX_ADDRESS_LENGTH = 200
 MAX_ADDRESS_SEGMENTS = 8  # the owner and up to seven name segments
-_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+# Matched with fullmatch: ``$`` would also match before a trailing newline, and
+# a name with a newline could then never be opened or deleted.
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def parse_address(address: str, *, field: str = "address") -> tuple[str, str]:
@@ -44,10 +46,10 @@ def parse_address(address: str, *, field: str = "address") -> tuple[str, str]:
             code="invalid_address",
         )
     owner, names = segments[0], segments[1:]
-    if not USERNAME_PATTERN.match(owner):
+    if not USERNAME_PATTERN.fullmatch(owner):
         raise InvalidInput(f"'{owner}' is not a valid owner name.", field=field, code="invalid_address")
     for segment in names:
-        if not _SEGMENT.match(segment) or segment in {".", "..", "-"}:
+        if not _SEGMENT.fullmatch(segment) or segment in {".", "..", "-"}:
             raise InvalidInput(
                 f"'{segment or '(empty)'}' is not a valid name segment: use letters, digits, "
                 "'.', '_' and '-' (and not '.', '..' or '-' alone).",

@@ -26,7 +26,7 @@ from registry.models import AccessLevel
 from registry.validation import parse_address
 
 READ, WRITE, OWNER = AccessLevel.READ, AccessLevel.WRITE, AccessLevel.OWNER
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+_ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
 
 
 def _truthy(value: str | None) -> bool:
@@ -174,7 +174,7 @@ def _if_match(request: Request) -> int | None:
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
-    match = _ETAG.match(header)
+    match = _ETAG.fullmatch(header)
     if not match:
         raise InvalidInput('If-Match must be a version ETag such as "3".', field="If-Match")
     return int(match.group(1))
