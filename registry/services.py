@@ -18,6 +18,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from registry import authcache, credentials
+from registry.access import Caller, require_readable_references
 from registry.errors import (
     AlreadyExists,
     InvalidInput,
@@ -85,6 +86,7 @@ def resource_create(
     resource_type = parse_resource_type(type)
     config = validate_config(resource_type, config)
     visibility = _parse_visibility(visibility)
+    _require_readable_references(actor=actor, type=resource_type, config=config)
     resource = Resource(
         owner=actor,
         name=name,
@@ -134,29 +136,17 @@ def _new_version(
     return resource
 
 
-def _check_system_pointer(*, actor: Any, resource: Resource, config: dict) -> None:
-    """A writer who is not the owner may point a function or module only at a
-    cluster they can see themselves: its readers are shown that cluster's
-    runtime (``registry.access.access_system_of``), which must not become a way
-    to probe the owner's private clusters."""
-    system = config.get("system")
-    if (
-        resource.type not in (ResourceType.FUNCTION, ResourceType.MODULE)
-        or not isinstance(system, str)
-        or actor.pk == resource.owner_id
-        or system == (resource.config or {}).get("system")
-    ):
-        return
-    from registry.access import Caller, access_resource
-
-    try:
-        access_resource(Caller(user=actor), system, AccessLevel.READ)
-    except (NotFound, NotAuthenticated):
-        raise InvalidInput(
-            f"config.system: there is no cluster at {system}, or you may not see it.",
-            field="config.system",
-            code="invalid_config",
-        ) from None
+def _require_readable_references(
+    *, actor: Any, type: str, config: dict, current: Resource | None = None
+) -> None:
+    """See ``registry.access.require_readable_references``: the one rule for
+    references, applied to the type being saved."""
+    require_readable_references(
+        Caller(user=actor),
+        type=type,
+        config=config,
+        current=(current.type, current.config) if current is not None else None,
+    )
 
 
 @transaction.atomic
@@ -176,13 +166,13 @@ def resource_update_config(
     """
     resource_type = parse_resource_type(type) if type is not None else resource.type
     config = validate_config(resource_type, config)
-    _check_system_pointer(actor=actor, resource=resource, config=config)
     resource = _lock(resource)
     if if_match is not None and if_match != resource.version:
         raise VersionConflict(
             f"{resource.address} is at version {resource.version}, not {if_match}: "
             "someone saved it since you loaded it. Load it again and retry.",
         )
+    _require_readable_references(actor=actor, type=resource_type, config=config, current=resource)
     changed = config != resource.config or resource_type != resource.type
     if changed:
         _new_version(resource=resource, actor=actor, type=resource_type, config=config)
@@ -235,6 +225,7 @@ def resource_restore_version(*, actor: Any, resource: Resource, number: int) -> 
         raise NotFound(
             f"{resource.address} has no version {number}; its versions are 1 to {resource.version}."
         )
+    _require_readable_references(actor=actor, type=old.type, config=old.config, current=resource)
     _new_version(resource=resource, actor=actor, type=old.type, config=old.config,
                  restored_from=number)
     audit_record(actor=actor, action="resource.restore", resource=resource,

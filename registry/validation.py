@@ -196,6 +196,30 @@ _VALIDATORS = {
 }
 
 
+#: The config fields of each type that name another resource, and the type
+#: that resource must have. ``registry.access.require_readable_references``
+#: checks them against the writer's access on every write.
+REFERENCE_FIELDS: dict[str, dict[str, str]] = {
+    ResourceType.CLUSTER: {"creds": ResourceType.SECRET},
+    ResourceType.FUNCTION: {"system": ResourceType.CLUSTER, "env": ResourceType.ENV},
+    ResourceType.MODULE: {"system": ResourceType.CLUSTER, "env": ResourceType.ENV},
+}
+
+
+def config_references(resource_type: str, config: Any) -> dict[str, tuple[str, str]]:
+    """``{field: (address, required type)}`` for the references in a validated
+    config of ``resource_type``; an inline env (an object) is no reference."""
+    if not isinstance(config, dict):
+        return {}
+    found: dict[str, tuple[str, str]] = {}
+    for field, target_type in REFERENCE_FIELDS.get(resource_type, {}).items():
+        value = config.get(field)
+        if isinstance(value, str) and value:
+            owner, name = parse_address(value, field=f"config.{field}")
+            found[field] = (f"/{owner}/{name}", target_type)
+    return found
+
+
 def validate_config(resource_type: str, config: Any) -> dict:
     """Check a config against its type's fields and the size limit; return it."""
     if not isinstance(config, dict):

@@ -16,7 +16,7 @@ from frontend.snippets import load_snippets
 from frontend.views.base import FORM_ERROR_STATUS, OWNER, READ, WRITE, ResourcePageView
 from frontend.views.clusters import cluster_context
 from registry import selectors, services
-from registry.errors import DenError
+from registry.errors import DenError, InvalidInput
 from registry.models import Resource, ResourceType, Visibility
 
 VERSIONS_PAGE_SIZE = 50
@@ -85,9 +85,14 @@ class VersionDiffView(ResourcePageView):
 
 class VersionRestoreView(ResourcePageView):
     def post(self, request: HttpRequest, address: str, number: str) -> HttpResponse:
-        resource = services.resource_restore_version(
-            actor=request.user, resource=self.resource(WRITE), number=int(number)
-        )
+        resource = self.resource(WRITE)
+        try:
+            resource = services.resource_restore_version(
+                actor=request.user, resource=resource, number=int(number)
+            )
+        except InvalidInput as exc:  # e.g. it names a cluster this writer may not see
+            messages.error(request, f"Version {number} was not restored: {self.error_text(exc)}")
+            return HttpResponseRedirect(page_url(resource, "resource-version", number=number))
         messages.success(
             request, f"Restored version {number}: its config is now version {resource.version}."
         )
