@@ -134,7 +134,7 @@ def test_restoring_an_old_version_checks_the_restorers_access(world):
 
 
 def test_restoring_through_the_web_page_is_checked_too(world, client):
-    alice, bob = world["alice"], world["bob"]
+    alice = world["alice"]
     alice.put("/api/v1/resources/alice/thing",
               {"type": "function", "config": {"system": "/alice/gpu"}}, format="json")
     alice.put("/api/v1/resources/alice/thing", {"type": "resource", "config": {}}, format="json")
