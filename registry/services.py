@@ -400,6 +400,35 @@ def token_revoke(*, user: Any, token_id: int) -> None:
     audit_record(actor=user, action="token.revoke", token_id=token.pk, name=token.name)
 
 
+@transaction.atomic
+def token_revoke_as_admin(*, actor: Any, token_id: int) -> ApiToken:
+    """Revoke anyone's token, for an administrator (the Django admin)."""
+    if not getattr(actor, "is_staff", False):
+        raise NotFound(f"There is no active token {token_id}.")
+    token = ApiToken.objects.select_for_update().select_related("user").filter(
+        pk=token_id, revoked_at__isnull=True
+    ).first()
+    if token is None:
+        raise NotFound(f"There is no active token {token_id}.")
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit_record(actor=actor, action="token.revoke", token_id=token.pk, name=token.name,
+                 user=token.user.username, by_admin=True)
+    return token
+
+
+def _tokens_revoke_all(*, user: Any) -> int:
+    """Revoke every active API token of ``user`` (not their clusters' own
+    tokens, which den mints for node daemons and revokes with the cluster)."""
+    now = timezone.now()
+    count = ApiToken.objects.filter(
+        user=user, revoked_at__isnull=True, cluster__isnull=True
+    ).update(revoked_at=now)
+    if count:
+        authcache.bump_access_epoch()  # an update() sends no signal: end cached lookups now
+    return count
+
+
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
@@ -573,9 +602,31 @@ def user_profile_update(*, user: Any, first_name: str, last_name: str) -> Any:
 
 
 @transaction.atomic
+def user_password_changed(*, actor: Any, user: Any, how: str) -> int:
+    """After ``user``'s password was set (``how``: ``change``, ``reset`` or
+    ``admin``): revoke their API tokens, so that whoever held one (perhaps
+    the reason for the change) is locked out with the old password, and write
+    the audit row. Cluster tokens stay: they are the daemons' own. Call it in
+    the transaction that saved the password. Returns how many were revoked."""
+    revoked = _tokens_revoke_all(user=user)
+    audit_record(actor=actor, action="user.password", user=user.username, how=how,
+                 tokens_revoked=revoked)
+    return revoked
+
+
+@transaction.atomic
 def user_password_change(*, user: Any, form: Any) -> Any:
     """Save a validated ``PasswordChangeForm`` (which checked the old password
-    and the new one's strength) and record that the password changed."""
+    and the new one's strength); this ends the user's API tokens."""
     user = form.save()
-    audit_record(actor=user, action="user.password")
+    user.tokens_revoked = user_password_changed(actor=user, user=user, how="change")
+    return user
+
+
+@transaction.atomic
+def user_password_reset(*, form: Any) -> Any:
+    """Save a validated ``SetPasswordForm`` from a password-reset link; this
+    ends the user's API tokens, like any password change."""
+    user = form.save()
+    user.tokens_revoked = user_password_changed(actor=user, user=user, how="reset")
     return user
