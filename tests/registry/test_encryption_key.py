@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from registry import credentials
 
 PASSPHRASE = "correct horse battery staple"
+A_KEY = "Lp3eaQAtAVwrJu-2DYZvNAXNZ19SWGeRA3VIXR5icTk="  # a Fernet key (fixed: test ids must be)
 
 
 def _start(tmp_path, key: str) -> subprocess.CompletedProcess[str]:
@@ -24,7 +25,8 @@ def _start(tmp_path, key: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, timeout=120)
 
 
-@pytest.mark.parametrize("key", [PASSPHRASE, f"{Fernet.generate_key().decode()},{PASSPHRASE}"])
+@pytest.mark.parametrize("key", [PASSPHRASE, f"{A_KEY},{PASSPHRASE}"],
+                         ids=["passphrase", "key-then-passphrase"])
 def test_a_passphrase_is_refused_at_start_with_how_to_make_a_key(tmp_path, key):
     started = _start(tmp_path, key)
     assert started.returncode != 0
