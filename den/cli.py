@@ -16,6 +16,7 @@ Exit codes (also in ``den --help``):
 6     authentication: not logged in, or the token is bad, expired or revoked (401)
 7     network or server: den could not be reached, or failed (5xx)
 130   interrupted (Ctrl-C)
+141   output closed early (``den show ... | head``): stops quietly
 ====  =============================================================
 """
 
@@ -54,6 +55,7 @@ EXIT_CONFLICT = 5
 EXIT_AUTH = 6
 EXIT_NETWORK = 7
 EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader left
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
@@ -65,6 +67,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_AUTH: "authentication: not logged in, or a bad, expired or revoked token (401)",
     EXIT_NETWORK: "network or server: den could not be reached, or failed (5xx, 429)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_PIPE: "output closed early (e.g. piped into head); nothing more is printed",
 }
 
 
@@ -201,9 +204,10 @@ def cmd_login(args: argparse.Namespace, out: Output) -> int:
         verify=not args.no_verify,
     )
     path = str(config_path())
-    out.json({"url": url.rstrip("/"), "username": me.get("username"), "config": path})
+    server = current().url or url.rstrip("/")  # the server's root, found from the URL given
+    out.json({"url": server, "username": me.get("username"), "config": path})
     who = f" as {me['username']}" if me.get("username") else ""
-    out.line(f"Logged in to {url.rstrip('/')}{who}. Token saved in {path}.")
+    out.line(f"Logged in to {server}{who}. Token saved in {path}.")
     if os.environ.get("DEN_TOKEN") or os.environ.get("DEN_URL"):
         print(
             "den: note: DEN_URL/DEN_TOKEN are set and override the config file.",
@@ -213,12 +217,31 @@ def cmd_login(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_logout(args: argparse.Namespace, out: Output) -> int:
-    """den logout: remove the token from the config file."""
+    """den logout: revoke the stored token on its server, then remove it from
+    the config file (even when the server cannot be reached)."""
     from den.client.account import logout
 
-    logout()
-    out.json({"logged_out": True})
-    out.line(f"Logged out: token removed from {config_path()}.")
+    results = logout()
+    out.json({"logged_out": True, "tokens": results})
+    if not results:
+        out.line(f"Not logged in: no token in {config_path()}.")
+    for result in results:
+        if result["revoked"]:
+            out.line(f"Revoked the token on {result['url']}.")
+        elif result["reason"] == "unreachable":
+            print(f"den: could not reach {result['url']} to revoke the token: it stays valid "
+                  "until it expires. Revoke it later in the web UI (Settings > API tokens) or "
+                  "with `den token revoke`.", file=out.stderr)
+        elif result["reason"] == "invalid":
+            out.line(f"The token was no longer valid on {result['url']}.")
+        else:
+            print(f"den: {result['url']} did not revoke the token: {result['reason']}",
+                  file=out.stderr)
+    if results:
+        out.line(f"Logged out: token removed from {config_path()}.")
+    if os.environ.get("DEN_TOKEN"):
+        print("den: note: DEN_TOKEN is set in the environment; it still signs you in.",
+              file=out.stderr)
     return EXIT_OK
 
 
@@ -587,6 +610,20 @@ def _no_handler(args: argparse.Namespace, out: Output) -> int:
     raise UsageError("missing action")
 
 
+def _output_closed(stdout: TextIO) -> int:
+    """The reader of our output went away (``den show ... | head``): stop
+    quietly, as tools killed by SIGPIPE do, instead of a traceback. What is
+    still buffered goes to /dev/null, so that Python's own flush at exit
+    cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a file (a StringIO in tests): nothing buffered at the OS level
+    return EXIT_PIPE
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -604,7 +641,10 @@ def main(
     out = Output(bool(getattr(args, "json", False)), stdout, stderr)
     try:
         code: int = args.handler(args, out)
+        stdout.flush()  # here, where a closed pipe can still be caught
         return code
+    except BrokenPipeError:
+        return _output_closed(stdout)
     except (DenError, UsageError, Aborted) as exc:
         print(f"den: error: {exc}", file=stderr)
         return exit_code_for(exc)

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from registry.errors import NotAuthenticated, NotFound, PermissionDenied
+from registry.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from registry.models import AccessGrant, AccessLevel, Resource, TokenScope, Visibility
-from registry.validation import parse_address
+from registry.validation import config_references, parse_address
 
 if TYPE_CHECKING:
     from registry.models import ApiToken
@@ -251,6 +251,49 @@ def access_system_of(caller: Caller, callable_resource: Resource) -> Resource:
     cluster = access_resource(Caller(user=callable_resource.owner), system, READ)
     cluster.access_level = READ  # what the caller gets: seeing it, not managing it
     return cluster
+
+
+def require_readable_references(
+    caller: Caller,
+    *,
+    type: str,
+    config: Any,
+    current: tuple[str, Any] | None = None,
+) -> None:
+    """Refuse a write whose config names a resource the writer may not read.
+
+    Which fields are references depends on the type *being saved* (a function's
+    or module's ``system`` and ``env``, a cluster's ``creds``), never on the
+    stored type: otherwise a writer could save ``system`` under type
+    ``resource`` and then re-type it into a function that runs on, and shows
+    its readers, a cluster the writer cannot see. Every write path calls this:
+    create, update (type changes included) and restore.
+
+    A reference that ``current`` (the stored type and config) already holds
+    under the same meaning is left alone, so a writer may edit a shared
+    function without access to its cluster. A missing target and one the
+    writer may not read get the same 400, naming the field, so existence never
+    leaks; a readable target of the wrong type is named as such.
+    """
+    before = config_references(*current) if current is not None else {}
+    for field, (address, wanted) in config_references(type, config).items():
+        if before.get(field) == (address, wanted):
+            continue
+        try:
+            target = access_resource(caller, address, READ)
+        except (NotFound, NotAuthenticated, PermissionDenied):
+            raise InvalidInput(
+                f"config.{field}: there is no {wanted} at {address}, or you may not see it; "
+                f"name a {wanted} you can read.",
+                field=f"config.{field}",
+                code="invalid_config",
+            ) from None
+        if target.type != wanted:
+            raise InvalidInput(
+                f"config.{field}: {address} is a {target.type}, not a {wanted}.",
+                field=f"config.{field}",
+                code="invalid_config",
+            )
 
 
 def may_create_in_namespace(caller: Caller, owner: str) -> bool:

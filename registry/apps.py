@@ -8,6 +8,12 @@ class RegistryConfig(AppConfig):
     verbose_name = "Registry"
 
     def ready(self) -> None:
-        from registry.authcache import connect_invalidation_signals
+        from django.conf import settings
 
+        from registry.authcache import connect_invalidation_signals
+        from registry.credentials import check_encryption_keys
+
+        # Every den process (web, worker, manage.py) stops here, at start,
+        # rather than at the first secret it reads.
+        check_encryption_keys(list(settings.DEN_ENCRYPTION_KEYS))
         connect_invalidation_signals()

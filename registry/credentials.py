@@ -61,19 +61,43 @@ def token_hint(token: str) -> str:
     return token[-4:]
 
 
+MAKE_KEY_COMMAND = (
+    'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+)
+
+
+def check_encryption_keys(keys: list[str]) -> None:
+    """Refuse anything in DEN_ENCRYPTION_KEY that is not a Fernet key, at start.
+
+    den once accepted a passphrase and made a key of it with one unsalted
+    SHA-256, which makes a guessable passphrase a guessable key. Refusing is
+    simpler and honest: a Fernet key is 32 random bytes, so it needs no key
+    derivation. The error names the key by position, never by value.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    if not keys:
+        raise ImproperlyConfigured(
+            f"DEN_ENCRYPTION_KEY is empty. Make a key with: {MAKE_KEY_COMMAND}"
+        )
+    for position, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"DEN_ENCRYPTION_KEY: key {position} of {len(keys)} is not a Fernet key "
+                "(den no longer turns a passphrase into a key). Make a key with: "
+                f"{MAKE_KEY_COMMAND} and set DEN_ENCRYPTION_KEY to it (comma-separated "
+                "keys: the first encrypts, all decrypt). Secrets stored under a passphrase: "
+                "see \"Tokens and secrets\" in den's README."
+            ) from None
+
+
 @lru_cache(maxsize=1)
 def _fernet() -> MultiFernet:
-    keys = []
-    for key in settings.DEN_ENCRYPTION_KEYS:
-        try:
-            keys.append(Fernet(key))
-        except ValueError:
-            # Any passphrase works: derive a Fernet key from it.
-            digest = hashlib.sha256(key.encode()).digest()
-            import base64
-
-            keys.append(Fernet(base64.urlsafe_b64encode(digest)))
-    return MultiFernet(keys)
+    keys = list(settings.DEN_ENCRYPTION_KEYS)
+    check_encryption_keys(keys)
+    return MultiFernet([Fernet(key) for key in keys])
 
 
 def encrypt_values(values: dict[str, str]) -> str:

@@ -18,6 +18,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from registry import authcache, credentials
+from registry.access import Caller, require_readable_references
 from registry.errors import (
     AlreadyExists,
     InvalidInput,
@@ -85,6 +86,7 @@ def resource_create(
     resource_type = parse_resource_type(type)
     config = validate_config(resource_type, config)
     visibility = _parse_visibility(visibility)
+    _require_readable_references(actor=actor, type=resource_type, config=config)
     resource = Resource(
         owner=actor,
         name=name,
@@ -134,29 +136,17 @@ def _new_version(
     return resource
 
 
-def _check_system_pointer(*, actor: Any, resource: Resource, config: dict) -> None:
-    """A writer who is not the owner may point a function or module only at a
-    cluster they can see themselves: its readers are shown that cluster's
-    runtime (``registry.access.access_system_of``), which must not become a way
-    to probe the owner's private clusters."""
-    system = config.get("system")
-    if (
-        resource.type not in (ResourceType.FUNCTION, ResourceType.MODULE)
-        or not isinstance(system, str)
-        or actor.pk == resource.owner_id
-        or system == (resource.config or {}).get("system")
-    ):
-        return
-    from registry.access import Caller, access_resource
-
-    try:
-        access_resource(Caller(user=actor), system, AccessLevel.READ)
-    except (NotFound, NotAuthenticated):
-        raise InvalidInput(
-            f"config.system: there is no cluster at {system}, or you may not see it.",
-            field="config.system",
-            code="invalid_config",
-        ) from None
+def _require_readable_references(
+    *, actor: Any, type: str, config: dict, current: Resource | None = None
+) -> None:
+    """See ``registry.access.require_readable_references``: the one rule for
+    references, applied to the type being saved."""
+    require_readable_references(
+        Caller(user=actor),
+        type=type,
+        config=config,
+        current=(current.type, current.config) if current is not None else None,
+    )
 
 
 @transaction.atomic
@@ -176,13 +166,13 @@ def resource_update_config(
     """
     resource_type = parse_resource_type(type) if type is not None else resource.type
     config = validate_config(resource_type, config)
-    _check_system_pointer(actor=actor, resource=resource, config=config)
     resource = _lock(resource)
     if if_match is not None and if_match != resource.version:
         raise VersionConflict(
             f"{resource.address} is at version {resource.version}, not {if_match}: "
             "someone saved it since you loaded it. Load it again and retry.",
         )
+    _require_readable_references(actor=actor, type=resource_type, config=config, current=resource)
     changed = config != resource.config or resource_type != resource.type
     if changed:
         _new_version(resource=resource, actor=actor, type=resource_type, config=config)
@@ -235,6 +225,7 @@ def resource_restore_version(*, actor: Any, resource: Resource, number: int) -> 
         raise NotFound(
             f"{resource.address} has no version {number}; its versions are 1 to {resource.version}."
         )
+    _require_readable_references(actor=actor, type=old.type, config=old.config, current=resource)
     _new_version(resource=resource, actor=actor, type=old.type, config=old.config,
                  restored_from=number)
     audit_record(actor=actor, action="resource.restore", resource=resource,
@@ -407,6 +398,35 @@ def token_revoke(*, user: Any, token_id: int) -> None:
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
     audit_record(actor=user, action="token.revoke", token_id=token.pk, name=token.name)
+
+
+@transaction.atomic
+def token_revoke_as_admin(*, actor: Any, token_id: int) -> ApiToken:
+    """Revoke anyone's token, for an administrator (the Django admin)."""
+    if not getattr(actor, "is_staff", False):
+        raise NotFound(f"There is no active token {token_id}.")
+    token = ApiToken.objects.select_for_update().select_related("user").filter(
+        pk=token_id, revoked_at__isnull=True
+    ).first()
+    if token is None:
+        raise NotFound(f"There is no active token {token_id}.")
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit_record(actor=actor, action="token.revoke", token_id=token.pk, name=token.name,
+                 user=token.user.username, by_admin=True)
+    return token
+
+
+def _tokens_revoke_all(*, user: Any) -> int:
+    """Revoke every active API token of ``user`` (not their clusters' own
+    tokens, which den mints for node daemons and revokes with the cluster)."""
+    now = timezone.now()
+    count = ApiToken.objects.filter(
+        user=user, revoked_at__isnull=True, cluster__isnull=True
+    ).update(revoked_at=now)
+    if count:
+        authcache.bump_access_epoch()  # an update() sends no signal: end cached lookups now
+    return count
 
 
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -582,9 +602,31 @@ def user_profile_update(*, user: Any, first_name: str, last_name: str) -> Any:
 
 
 @transaction.atomic
+def user_password_changed(*, actor: Any, user: Any, how: str) -> int:
+    """After ``user``'s password was set (``how``: ``change``, ``reset`` or
+    ``admin``): revoke their API tokens, so that whoever held one (perhaps
+    the reason for the change) is locked out with the old password, and write
+    the audit row. Cluster tokens stay: they are the daemons' own. Call it in
+    the transaction that saved the password. Returns how many were revoked."""
+    revoked = _tokens_revoke_all(user=user)
+    audit_record(actor=actor, action="user.password", user=user.username, how=how,
+                 tokens_revoked=revoked)
+    return revoked
+
+
+@transaction.atomic
 def user_password_change(*, user: Any, form: Any) -> Any:
     """Save a validated ``PasswordChangeForm`` (which checked the old password
-    and the new one's strength) and record that the password changed."""
+    and the new one's strength); this ends the user's API tokens."""
     user = form.save()
-    audit_record(actor=user, action="user.password")
+    user.tokens_revoked = user_password_changed(actor=user, user=user, how="change")
+    return user
+
+
+@transaction.atomic
+def user_password_reset(*, form: Any) -> Any:
+    """Save a validated ``SetPasswordForm`` from a password-reset link; this
+    ends the user's API tokens, like any password change."""
+    user = form.save()
+    user.tokens_revoked = user_password_changed(actor=user, user=user, how="reset")
     return user

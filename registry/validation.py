@@ -18,7 +18,9 @@ from registry.models.users import USERNAME_PATTERN
 
 MAX_ADDRESS_LENGTH = 200
 MAX_ADDRESS_SEGMENTS = 8  # the owner and up to seven name segments
-_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+# Matched with fullmatch: ``$`` would also match before a trailing newline, and
+# a name with a newline could then never be opened or deleted.
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def parse_address(address: str, *, field: str = "address") -> tuple[str, str]:
@@ -44,10 +46,10 @@ def parse_address(address: str, *, field: str = "address") -> tuple[str, str]:
             code="invalid_address",
         )
     owner, names = segments[0], segments[1:]
-    if not USERNAME_PATTERN.match(owner):
+    if not USERNAME_PATTERN.fullmatch(owner):
         raise InvalidInput(f"'{owner}' is not a valid owner name.", field=field, code="invalid_address")
     for segment in names:
-        if not _SEGMENT.match(segment) or segment in {".", "..", "-"}:
+        if not _SEGMENT.fullmatch(segment) or segment in {".", "..", "-"}:
             raise InvalidInput(
                 f"'{segment or '(empty)'}' is not a valid name segment: use letters, digits, "
                 "'.', '_' and '-' (and not '.', '..' or '-' alone).",
@@ -216,6 +218,30 @@ _VALIDATORS = {
 }
 
 
+#: The config fields of each type that name another resource, and the type
+#: that resource must have. ``registry.access.require_readable_references``
+#: checks them against the writer's access on every write.
+REFERENCE_FIELDS: dict[str, dict[str, str]] = {
+    ResourceType.CLUSTER: {"creds": ResourceType.SECRET},
+    ResourceType.FUNCTION: {"system": ResourceType.CLUSTER, "env": ResourceType.ENV},
+    ResourceType.MODULE: {"system": ResourceType.CLUSTER, "env": ResourceType.ENV},
+}
+
+
+def config_references(resource_type: str, config: Any) -> dict[str, tuple[str, str]]:
+    """``{field: (address, required type)}`` for the references in a validated
+    config of ``resource_type``; an inline env (an object) is no reference."""
+    if not isinstance(config, dict):
+        return {}
+    found: dict[str, tuple[str, str]] = {}
+    for field, target_type in REFERENCE_FIELDS.get(resource_type, {}).items():
+        value = config.get(field)
+        if isinstance(value, str) and value:
+            owner, name = parse_address(value, field=f"config.{field}")
+            found[field] = (f"/{owner}/{name}", target_type)
+    return found
+
+
 def validate_config(resource_type: str, config: Any) -> dict:
     """Check a config against its type's fields and the size limit; return it."""
     if not isinstance(config, dict):
@@ -230,3 +256,130 @@ def validate_config(resource_type: str, config: Any) -> dict:
     if validator:
         validator(config)
     return config
+
+
+# Text and JSON the database can store ---------------------------------------------
+
+#: How deeply JSON may nest. Configs need a handful of levels; the bound keeps
+#: every later step (json.dumps, the database, the diff) far from recursion limits.
+MAX_JSON_DEPTH = 100
+# PostgreSQL refuses NUL in text and in jsonb, and a lone surrogate cannot be
+# encoded as UTF-8 at all; json.loads joins escaped pairs, so any surrogate
+# left in a string is a lone one.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored (a NUL or a lone surrogate), or None."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "contains a NUL character (\\u0000)"
+    return f"contains a lone surrogate (\\u{ord(found.group()):04x}), which is not valid Unicode"
+
+
+def check_text(text: str, *, field: str) -> str:
+    """``text``, or InvalidInput naming ``field`` if the database cannot store it."""
+    problem = unstorable_text_problem(text)
+    if problem:
+        raise InvalidInput(f"{field} {problem}; remove it.", field=field, code="invalid_text")
+    return text
+
+
+_CONTAINERS = (dict, list)
+
+
+def _join(path: str, key: str | int) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _too_deep(value: Any, levels: int) -> bool:
+    """True if ``value`` nests more than ``levels`` containers deep: one level
+    at a time over containers only, the fastest walk in pure Python."""
+    level = [value] if type(value) in _CONTAINERS else []
+    while level:
+        levels -= 1
+        if levels < 0:
+            return True
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below.extend([child for child in children if type(child) in _CONTAINERS])
+        level = below
+    return False
+
+
+def check_json_depth(value: Any) -> Any:
+    """``value`` (parsed JSON), or InvalidInput naming the top-level field that
+    nests deeper than ``MAX_JSON_DEPTH`` (for a body known to hold no
+    unstorable text or number; ``check_json`` checks everything)."""
+    items = value.items() if type(value) is dict else [("", value)]
+    for key, child in items:
+        if _too_deep(child, MAX_JSON_DEPTH - 1):
+            raise InvalidInput(
+                f"{key or 'The request body'} nests more than {MAX_JSON_DEPTH} levels deep; "
+                "flatten it.",
+                field=key or None,
+                code="too_deep",
+            )
+    return value
+
+
+def check_json(value: Any, *, field: str = "") -> Any:
+    """``value`` (parsed JSON), or InvalidInput naming the first field that the
+    database cannot store: a NUL or lone surrogate in a string or a key, a
+    number too large to be finite (``1e400``), or nesting deeper than
+    ``MAX_JSON_DEPTH``. Iterative, so depth cannot exhaust the stack."""
+    stack: list[tuple[Any, str, int]] = [(value, field, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        where = path or "the request body"
+        if isinstance(item, str):
+            problem = unstorable_text_problem(item)
+            if problem:
+                raise InvalidInput(f"{where} {problem}; remove it.", field=path or None,
+                                   code="invalid_text")
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                raise InvalidInput(
+                    f"{where} is a number JSON cannot hold (too large, or not a number); "
+                    "send a finite number or a string.",
+                    field=path or None,
+                    code="invalid_number",
+                )
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                # Named by its top-level field: the whole path would be a hundred segments.
+                name = path.split(".", 1)[0] or None
+                raise InvalidInput(
+                    f"{name or 'The request body'} nests more than {MAX_JSON_DEPTH} levels "
+                    "deep; flatten it.",
+                    field=name,
+                    code="too_deep",
+                )
+            if isinstance(item, dict):
+                for key in item:
+                    problem = unstorable_text_problem(key)
+                    if problem:
+                        raise InvalidInput(f"A key in {where} {problem}; remove it.",
+                                           field=path or None, code="invalid_text")
+                children = [(child, _join(path, key), depth + 1) for key, child in item.items()]
+            else:
+                children = [(child, _join(path, index), depth + 1)
+                            for index, child in enumerate(item)]
+            stack.extend(reversed(children))  # so that the first problem is reported first
+    return value
+
+
+def check_request_text(query: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse a NUL or lone surrogate in a URL segment (``kwargs``) or a query
+    or form parameter (``query``, a QueryDict) with a 400 naming it, before any
+    view looks the value up; the API's and the pages' base views call it."""
+    for name, value in kwargs.items():
+        if isinstance(value, str):
+            check_text(value, field=name)
+    for key, values in query.lists():
+        check_text(key, field="query parameter")
+        for value in values:
+            check_text(value, field=key)

@@ -29,9 +29,24 @@ class ClusterStateSerializer(serializers.ModelSerializer):
 
 
 class ClusterEventSerializer(serializers.ModelSerializer):
+    """An event as the cluster's writers see it: with its ``data`` (log lines,
+    the server's paths and process ids)."""
+
     class Meta:
         model = ClusterEvent
         fields = ["id", "created_at", "kind", "message", "data"]
+
+
+class ClusterEventReaderSerializer(serializers.ModelSerializer):
+    """An event as a reader sees it: what happened, never the server's details."""
+
+    class Meta:
+        model = ClusterEvent
+        fields = ["id", "created_at", "kind", "message"]
+
+
+def cluster_event_serializer(*, may_write: bool) -> type[serializers.ModelSerializer]:
+    return ClusterEventSerializer if may_write else ClusterEventReaderSerializer
 
 
 class AutostopSerializer(serializers.Serializer):

@@ -16,7 +16,7 @@ from typing import Any
 from rest_framework.renderers import BaseRenderer
 
 from compute import selectors
-from compute.api.serializers import ClusterEventSerializer
+from compute.api.serializers import ClusterEventSerializer, cluster_event_serializer
 from registry.models import Resource
 
 POLL_SECONDS = 0.5
@@ -36,14 +36,17 @@ class EventStreamRenderer(BaseRenderer):
         return json.dumps(data).encode() if data is not None else b""
 
 
-def _frame(event: Any) -> str:
-    body = json.dumps(ClusterEventSerializer(event).data)
+def _frame(event: Any, serializer: Any = ClusterEventSerializer) -> str:
+    body = json.dumps(serializer(event).data)
     return f"id: {event.id}\nevent: {event.kind}\ndata: {body}\n\n"
 
 
-def cluster_event_stream(*, resource: Resource, after: int | None, seconds: float) -> Iterator[str]:
+def cluster_event_stream(*, resource: Resource, after: int | None, seconds: float,
+                         may_write: bool = True) -> Iterator[str]:
     """Events after id ``after`` (or, without it, only those that happen from
-    now on), as SSE frames, for at most ``seconds``."""
+    now on), as SSE frames, for at most ``seconds``; without their ``data``
+    unless the caller may write the cluster."""
+    serializer = cluster_event_serializer(may_write=may_write)
     if after is None:
         after = selectors.cluster_last_event_id(resource=resource)
     deadline = time.monotonic() + seconds
@@ -55,7 +58,7 @@ def cluster_event_stream(*, resource: Resource, after: int | None, seconds: floa
         events = selectors.cluster_events_after(resource=resource, after=after)
         for event in events:
             after = event.id
-            yield _frame(event)
+            yield _frame(event, serializer)
         now = time.monotonic()
         if events:
             quiet_since = now

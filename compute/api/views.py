@@ -122,9 +122,13 @@ class ClusterEventsView(ClusterAPIView):
     )
     def get(self, request: Request, address: str) -> Any:
         resource = self.cluster(READ)
+        # Readers see what happened; an event's data (logs, the server's paths
+        # and process ids) is for those who may manage the cluster.
+        may_write = (resource.access_level or 0) >= WRITE
         if request.accepted_renderer.format != "sse":
             events = selectors.cluster_events(resource=resource)
-            return self.paginate(events, s.ClusterEventSerializer, EventPagination)
+            return self.paginate(events, s.cluster_event_serializer(may_write=may_write),
+                                 EventPagination)
         after = _event_id(request.query_params.get("after"), "after")
         if after is None:
             after = _event_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
@@ -134,7 +138,8 @@ class ClusterEventsView(ClusterAPIView):
         except ValueError:
             raise InvalidInput("wait must be a number of seconds.", field="wait") from None
         response = StreamingHttpResponse(
-            cluster_event_stream(resource=resource, after=after, seconds=max(wait, 0.0)),
+            cluster_event_stream(resource=resource, after=after, seconds=max(wait, 0.0),
+                                 may_write=may_write),
             content_type="text/event-stream",
         )
         response["Cache-Control"] = "no-cache"

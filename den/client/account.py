@@ -5,8 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from den.client import api
-from den.client.config import resolve_settings, write_config_file
-from den.client.errors import NotLoggedIn, ValidationError
+from den.client.config import (
+    read_config_file,
+    resolve_settings,
+    server_url,
+    server_url_candidates,
+    write_config_file,
+)
+from den.client.errors import (
+    AuthenticationError,
+    DenError,
+    NetworkError,
+    NotLoggedIn,
+    ValidationError,
+)
 from den.client.session import Call, Op, Session, arun, current, run, set_current
 
 __all__ = [
@@ -50,7 +62,7 @@ def _login_op(
 
 def _prepare(url: str | None, token: str | None, username: str | None) -> tuple[str, str | None]:
     settings = resolve_settings()
-    url = (url or settings.url or "").rstrip("/")
+    url = server_url(url or settings.url or "")
     if not url:
         raise NotLoggedIn("den.login needs the server's url (or DEN_URL).")
     if token is None and username is None and url == settings.url:
@@ -58,6 +70,68 @@ def _prepare(url: str | None, token: str | None, username: str | None) -> tuple[
     if token is None and username is None:
         raise NotLoggedIn("den.login needs a token, or a username and password.")
     return url, token
+
+
+def _probe_op() -> Op[bool]:
+    """Is there a den API here? Asked without a token, den answers 401 with
+    its JSON error; a web page (a resource's, the sign-in page) answers with
+    a redirect or HTML instead."""
+    try:
+        yield Call("GET", "/auth/check")
+    except AuthenticationError as exc:
+        return exc.code in ("not_authenticated", "authentication_failed")
+    except NetworkError:
+        raise
+    except DenError:
+        return False
+    return False  # den never answers this without a token with a success
+
+
+def _not_a_server(url: str, candidates: list[str]) -> ValidationError:
+    return ValidationError(
+        f"There is no den server at {url}: give the server's own URL (the address of its "
+        f"dashboard, such as {candidates[-1]}), not the URL of a page on it.",
+        field="url",
+    )
+
+
+def _with_scheme_hint(exc: NetworkError, given: str | None, url: str) -> NetworkError:
+    if given and "://" not in given:
+        exc.message = (f"{exc.message} (den read {given!r} as {url}; give the URL with "
+                       "http:// or https:// if that is not where the server is.)")
+        exc.args = (exc.message,)
+    return exc
+
+
+def _find_server(url: str, timeout: float | None) -> str:
+    """The root of the den server ``url`` points into (see
+    ``config.server_url_candidates``); asks only when ``url`` has a path."""
+    candidates = server_url_candidates(url)
+    if len(candidates) == 1:
+        return candidates[0]
+    for candidate in candidates:
+        probe = Session(candidate, timeout=timeout) if timeout is not None else Session(candidate)
+        try:
+            if run(_probe_op(), probe):
+                return candidate
+        finally:
+            probe.close()
+    raise _not_a_server(url, candidates)
+
+
+async def _afind_server(url: str, timeout: float | None) -> str:
+    """Async :func:`_find_server`."""
+    candidates = server_url_candidates(url)
+    if len(candidates) == 1:
+        return candidates[0]
+    for candidate in candidates:
+        probe = Session(candidate, timeout=timeout) if timeout is not None else Session(candidate)
+        try:
+            if await arun(_probe_op(), probe):
+                return candidate
+        finally:
+            await probe.aclose()
+    raise _not_a_server(url, candidates)
 
 
 def _finish(
@@ -89,15 +163,24 @@ def login(
     ``~/.den/config.yaml`` (mode 0600; ``DEN_CONFIG`` names another file) unless
     ``persist=False``. With ``verify=True`` the token is checked against the
     server; returns the account (``username``, ``email``...) or ``{}`` unverified.
+
+    ``url`` may be any page of the server (``https://den.example.com/alice/train``):
+    den finds the server's root from it. Without a scheme, ``http://`` is
+    assumed for this machine and ``https://`` for any other host.
     """
+    given = url
     url, token = _prepare(url, token, username)
     me: dict[str, Any] = {}
     if verify or username is not None:
-        probe = Session(url, timeout=timeout) if timeout is not None else Session(url)
         try:
-            token, me = run(_login_op(token, username, password, token_name), probe)
-        finally:
-            probe.close()
+            url = _find_server(url, timeout)
+            probe = Session(url, timeout=timeout) if timeout is not None else Session(url)
+            try:
+                token, me = run(_login_op(token, username, password, token_name), probe)
+            finally:
+                probe.close()
+        except NetworkError as exc:
+            raise _with_scheme_hint(exc, given, url) from exc.__cause__
     _finish(url, token, me, persist, timeout)
     return me
 
@@ -114,27 +197,76 @@ async def alogin(
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """Async :func:`login`."""
+    given = url
     url, token = _prepare(url, token, username)
     me: dict[str, Any] = {}
     if verify or username is not None:
-        probe = Session(url, timeout=timeout) if timeout is not None else Session(url)
         try:
-            token, me = await arun(_login_op(token, username, password, token_name), probe)
-        finally:
-            await probe.aclose()
+            url = await _afind_server(url, timeout)
+            probe = Session(url, timeout=timeout) if timeout is not None else Session(url)
+            try:
+                token, me = await arun(_login_op(token, username, password, token_name), probe)
+            finally:
+                await probe.aclose()
+        except NetworkError as exc:
+            raise _with_scheme_hint(exc, given, url) from exc.__cause__
     _finish(url, token, me, persist, timeout)
     return me
 
 
-def logout(*, persist: bool = True) -> None:
-    """Forget the token in this process and (``persist=True``) in the config file.
+def _revoke_current_op() -> Op[None]:
+    yield Call("DELETE", "/tokens/current")
 
-    The token stays valid on the server; revoke it with :func:`revoke_token` or
-    ``den token revoke`` if it may have leaked.
+
+def _tokens_to_forget(persist: bool) -> list[tuple[str, str]]:
+    """``(server, token)`` pairs logout forgets: the process's token (unless it
+    came from ``DEN_TOKEN``, which logout cannot unset) and, with ``persist``,
+    the config file's."""
+    import os
+
+    found: list[tuple[str, str]] = []
+    active = current()
+    if active.url and active.token and active.token != os.environ.get("DEN_TOKEN"):
+        found.append((active.url, active.token))
+    if persist:
+        stored = read_config_file()
+        if stored.get("url") and stored.get("token"):
+            found.append((server_url(str(stored["url"])), str(stored["token"])))
+    return list(dict.fromkeys(found))
+
+
+def logout(*, persist: bool = True, revoke: bool = True) -> list[dict[str, Any]]:
+    """Sign out: revoke the token on its server (``revoke=True``), then forget
+    it in this process and (``persist=True``) in the config file.
+
+    Returns what happened to each token forgotten: ``{"url", "revoked",
+    "reason"}``, where ``reason`` says why a token was not revoked:
+    ``"unreachable"`` (the server could not be reached: the token stays valid
+    until it expires; revoke it later in the web UI or with ``den token
+    revoke``), ``"invalid"`` (it no longer worked anyway) or the server's
+    message. The token is forgotten here in every case. A ``DEN_TOKEN`` in the
+    environment is neither revoked nor forgotten.
     """
+    results: list[dict[str, Any]] = []
+    for url, token in _tokens_to_forget(persist) if revoke else []:
+        session = Session(url, token, retries=1)
+        result: dict[str, Any] = {"url": url, "revoked": False, "reason": None}
+        try:
+            run(_revoke_current_op(), session)
+            result["revoked"] = True
+        except NetworkError:
+            result["reason"] = "unreachable"
+        except AuthenticationError:
+            result["reason"] = "invalid"
+        except DenError as exc:
+            result["reason"] = exc.message
+        finally:
+            session.close()
+        results.append(result)
     set_current(Session(None))
     if persist:
         write_config_file({"token": None, "username": None})
+    return results
 
 
 def _whoami_op(session: Session) -> Op[dict[str, Any]]:

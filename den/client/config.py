@@ -17,10 +17,53 @@ __all__ = [
     "config_path",
     "read_config_file",
     "resolve_settings",
+    "server_url",
+    "server_url_candidates",
     "write_config_file",
 ]
 
 DEFAULT_TIMEOUT = 30.0
+#: Hosts a URL without a scheme reaches over plain http; any other gets https.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+#: How many path segments of a pasted URL are tried as the server's root.
+MAX_ROOT_CANDIDATES = 8
+
+
+def server_url(text: str) -> str:
+    """A den server's URL with a scheme and no trailing slash.
+
+    A URL without a scheme gets one, as a browser would: ``http://`` for this
+    machine (``localhost``, ``127.x``, ``[::1]``), where den serves plain HTTP
+    by default, and ``https://`` for any other host, whose den should be
+    behind TLS (give ``http://`` yourself to reach one that is not).
+    """
+    from urllib.parse import urlsplit
+
+    text = text.strip().rstrip("/")
+    if not text or "://" in text:
+        return text
+    host = (urlsplit("//" + text).hostname or "").lower()
+    local = host in LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+    return f"{'http' if local else 'https'}://{text}"
+
+
+def server_url_candidates(url: str) -> list[str]:
+    """Where a den server's root may be, for a URL someone pasted: the URL
+    itself, then each shorter path down to the host. A page's URL
+    (``http://host/alice/train``, ``http://host/login``) thus leads to the
+    server at ``http://host``; a path at which den really is served is kept."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    path = parts.path
+    for marker in ("/-/", "/api/"):  # pages about a resource, and the API itself
+        if marker in path + "/":
+            path = path[: (path + "/").index(marker)]
+    segments = [segment for segment in path.split("/") if segment][:MAX_ROOT_CANDIDATES]
+    candidates = [base + "".join(f"/{s}" for s in segments[:n])
+                  for n in range(len(segments), 0, -1)]
+    return [*candidates, base]
 
 
 class Settings:

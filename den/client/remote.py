@@ -176,14 +176,28 @@ def cluster_status(session: Session, address: str, what: str,
         ) from None
 
 
-def _not_up(address: str, status: dict[str, Any], what: str) -> NoRunningCluster:
+def _may_bring_up(session: Session, address: str) -> bool:
+    """Whether the caller may bring the cluster up (write access to it); asked
+    only when a call found it down, so the advice fits who is calling."""
+    try:
+        level = run(api.resource_get(address), session).get("access_level")
+    except DenError:
+        return False  # e.g. a function shared without its cluster: not theirs to start
+    return level in ("write", "owner")
+
+
+def _not_up(session: Session, address: str, status: dict[str, Any],
+            what: str) -> NoRunningCluster:
     state = status.get("status") or "down"
     detail = f" ({status['message']})" if status.get("message") else ""
-    return NoRunningCluster(
-        f"{what} cannot run: cluster {address} is {state}{detail}. Bring it up with "
-        f"den.cluster(name={address!r}).up_if_not().",
-        code="cluster_not_up",
-    )
+    if _may_bring_up(session, address):
+        advice = f"Bring it up with den.cluster(name={address!r}).up_if_not()."
+    else:
+        owner = address.strip("/").split("/")[0]
+        advice = (f"You may not start it yourself: ask its owner ({owner}) to bring it up, "
+                  "then call again.")
+    return NoRunningCluster(f"{what} cannot run: cluster {address} is {state}{detail}. {advice}",
+                            code="cluster_not_up")
 
 
 def daemon_url(session: Session, address: str, what: str, *, refresh: bool = False,
@@ -198,7 +212,7 @@ def daemon_url(session: Session, address: str, what: str, *, refresh: bool = Fal
     url = status.get("daemon_url")
     if status.get("status") != "up" or not url:
         _urls.pop(key, None)
-        raise _not_up(address, status, what)
+        raise _not_up(session, address, status, what)
     _urls[key] = str(url)
     return str(url)
 

@@ -82,9 +82,19 @@ class PasswordResetSentView(DenPageView, auth_views.PasswordResetDoneView):
 
 
 class PasswordResetConfirmPageView(DenPageView, auth_views.PasswordResetConfirmView):
+    """Django's reset-link page; the new password also ends the user's API
+    tokens (``services.user_password_reset``), like any password change."""
+
     allow_anonymous = True
     template_name = "frontend/auth/password_reset_confirm.html"
     success_url = reverse_lazy("frontend:password-reset-done")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        # Django's own form_valid, with the service saving the form (so that
+        # the token revocation and its audit row share its transaction).
+        services.user_password_reset(form=form)
+        del self.request.session[auth_views.INTERNAL_RESET_SESSION_TOKEN]
+        return super(auth_views.PasswordResetConfirmView, self).form_valid(form)
 
 
 class PasswordResetDonePageView(DenPageView, auth_views.PasswordResetCompleteView):

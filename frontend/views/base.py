@@ -17,6 +17,7 @@ from django.views import View
 from registry.access import Caller, access_resource
 from registry.errors import DenError, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
 from registry.models import AccessLevel, Resource
+from registry.validation import check_request_text
 
 READ, WRITE, OWNER = AccessLevel.READ, AccessLevel.WRITE, AccessLevel.OWNER
 
@@ -34,6 +35,14 @@ class DenPageView(View):
     allow_anonymous = False
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            check_request_text(request.GET, kwargs)
+            if request.method == "POST":
+                check_request_text(request.POST, {})
+        except InvalidInput as exc:
+            # A NUL in a form field or URL: say which, rather than fail in the database.
+            return TemplateResponse(request, "400.html", {"message": exc.message, "field": exc.field},
+                                    status=400)
         if not self.allow_anonymous and not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         try:

@@ -16,7 +16,7 @@ from frontend.snippets import load_snippets
 from frontend.views.base import FORM_ERROR_STATUS, OWNER, READ, WRITE, ResourcePageView
 from frontend.views.clusters import cluster_context
 from registry import selectors, services
-from registry.errors import DenError
+from registry.errors import DenError, InvalidInput
 from registry.models import Resource, ResourceType, Visibility
 
 VERSIONS_PAGE_SIZE = 50
@@ -65,29 +65,57 @@ def _version_number(raw: str | None, default: int) -> int:
 
 
 class VersionDiffView(ResourcePageView):
-    """Version ``number`` beside another (the current one unless ``?to=``)."""
+    """Version ``number`` beside another: ``?to=`` if given, else the current
+    one; and opened on the current version itself, the change that made it
+    (the version before beside it), never a comparison of a version with
+    itself."""
 
     def get(self, request: HttpRequest, address: str, number: str) -> HttpResponse:
         resource = self.resource(READ)
-        old = selectors.resource_version_get(resource=resource, number=int(number))
+        left = int(number)
         to_number = _version_number(request.GET.get("to"), resource.version)
+        if "to" not in request.GET and left == resource.version and left > 1:
+            left, to_number = left - 1, left  # the latest change
+        old = selectors.resource_version_get(resource=resource, number=left)
         new = selectors.resource_version_get(resource=resource, number=to_number)
+        diff = side_by_side(old.config, new.config)
         context = self.resource_context(resource, "versions")
         context.update(
             old=old,
             new=new,
-            rows=side_by_side(old.config, new.config),
+            rows=diff.rows,
+            too_large=diff.too_large,
             type_changed=old.type != new.type,
+            same_config=old.config == new.config and old.type == new.type,
+            first_only=old.number == new.number and "to" not in request.GET,
+            config_json=pretty_json(old.config),
             numbers=range(resource.version, 0, -1),
+            api_versions=f"/api/v1/resources{resource.address}/-/versions",
         )
+        if diff.too_large:
+            context.update(old_json=_shown_json(old.config), new_json=_shown_json(new.config))
         return self.render_page("frontend/resources/diff.html", context)
+
+
+#: A config larger than this, pretty-printed, is offered as a download only.
+SHOWN_JSON_LIMIT = 512 * 1024
+
+
+def _shown_json(config: Any) -> str | None:
+    text = pretty_json(config)
+    return text if len(text) <= SHOWN_JSON_LIMIT else None
 
 
 class VersionRestoreView(ResourcePageView):
     def post(self, request: HttpRequest, address: str, number: str) -> HttpResponse:
-        resource = services.resource_restore_version(
-            actor=request.user, resource=self.resource(WRITE), number=int(number)
-        )
+        resource = self.resource(WRITE)
+        try:
+            resource = services.resource_restore_version(
+                actor=request.user, resource=resource, number=int(number)
+            )
+        except InvalidInput as exc:  # e.g. it names a cluster this writer may not see
+            messages.error(request, f"Version {number} was not restored: {self.error_text(exc)}")
+            return HttpResponseRedirect(page_url(resource, "resource-version", number=number))
         messages.success(
             request, f"Restored version {number}: its config is now version {resource.version}."
         )

@@ -110,5 +110,11 @@ class PasswordChangeView(ProfileView):
                                     status=FORM_ERROR_STATUS)
         user = services.user_password_change(user=request.user, form=form)
         update_session_auth_hash(request, user)  # stay signed in here; other sessions end
-        messages.success(request, "Changed your password.")
+        revoked = user.tokens_revoked
+        messages.success(
+            request,
+            "Changed your password."
+            + (f" Your {revoked} API token{'s were' if revoked != 1 else ' was'} revoked; "
+               "create new ones under API tokens (or run den login again)." if revoked else ""),
+        )
         return HttpResponseRedirect(reverse("frontend:settings-profile"))

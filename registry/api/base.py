@@ -12,8 +12,10 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 
 from registry.access import Caller, access_resource
+from registry.api.parsers import DenJSONParser
 from registry.errors import InvalidInput, TooLarge
 from registry.models import Resource
+from registry.validation import check_request_text
 
 
 class SingleRendererNegotiation(DefaultContentNegotiation):
@@ -31,6 +33,8 @@ class DenAPIView(APIView):
     them, and knows its caller."""
 
     content_negotiation_class = SingleRendererNegotiation
+    #: JSON only; bodies the database could not store are refused, naming the field.
+    parser_classes = [DenJSONParser]
     #: True for the few endpoints that need no user (login, invitations).
     allow_anonymous = False
     #: True where anonymous reads of public resources are allowed (if the server opts in).
@@ -47,6 +51,7 @@ class DenAPIView(APIView):
                 f"The request body is {length} bytes; the limit is "
                 f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
             )
+        check_request_text(request.query_params, kwargs)
         super().initial(request, *args, **kwargs)
 
     @property

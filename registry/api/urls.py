@@ -12,6 +12,7 @@ urlpatterns = [
     path("auth/check", views.AuthCheckView.as_view(), name="auth-check"),
     path("me", views.MeView.as_view(), name="me"),
     path("tokens", views.TokenListView.as_view(), name="token-list"),
+    path("tokens/current", views.TokenCurrentView.as_view(), name="token-current"),
     path("tokens/<int:token_id>", views.TokenDetailView.as_view(), name="token-detail"),
     path("audit", views.AuditListView.as_view(), name="audit-list"),
     path("invitations", views.InvitationListView.as_view(), name="invitation-list"),

@@ -26,7 +26,7 @@ from registry.models import AccessLevel
 from registry.validation import parse_address
 
 READ, WRITE, OWNER = AccessLevel.READ, AccessLevel.WRITE, AccessLevel.OWNER
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+_ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
 
 
 def _truthy(value: str | None) -> bool:
@@ -107,6 +107,24 @@ class TokenListView(DenAPIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class TokenCurrentView(DenAPIView):
+    """Revoke the token this request is made with (``den logout``). A
+    read-scoped token may revoke itself: that only takes power away."""
+
+    allow_read_scope = True
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request) -> Response:
+        token = self.caller.token
+        if token is None:
+            raise InvalidInput(
+                "This request is signed in with a session, not a token: there is no token "
+                "to revoke. Sign out of the web UI instead."
+            )
+        services.token_revoke(user=request.user, token_id=token.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class TokenDetailView(DenAPIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, token_id: int) -> Response:
@@ -174,7 +192,7 @@ def _if_match(request: Request) -> int | None:
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
-    match = _ETAG.match(header)
+    match = _ETAG.fullmatch(header)
     if not match:
         raise InvalidInput('If-Match must be a version ETag such as "3".', field="If-Match")
     return int(match.group(1))

@@ -21,12 +21,13 @@ RESERVED_USERNAMES = frozenset(
         "tokens", "user", "users",
     }
 )
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,38}$")
+# Matched with fullmatch: ``$`` would also match before a trailing newline.
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,38}")
 
 
 def validate_username(value: str) -> None:
     """Refuse usernames that are not a valid address segment or shadow a route."""
-    if not USERNAME_PATTERN.match(value):
+    if not isinstance(value, str) or not USERNAME_PATTERN.fullmatch(value):
         raise ValidationError(
             "A username is 1 to 39 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit.",

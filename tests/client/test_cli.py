@@ -191,7 +191,7 @@ def test_login_needs_a_token_when_not_interactive(monkeypatch):
 
 
 def test_exit_codes_are_documented():
-    assert set(cli.EXIT_CODES) == {0, 1, 2, 3, 4, 5, 6, 7, 130}
+    assert set(cli.EXIT_CODES) == {0, 1, 2, 3, 4, 5, 6, 7, 130, 141}
     assert "exit codes" in cli.__doc__.lower()
 
 

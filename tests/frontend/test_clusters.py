@@ -85,12 +85,25 @@ def test_the_page_shows_the_live_state(cpu, team, page_client):
     assert "Last heartbeat just now" in text and "Last activity 7 minutes ago" in text
     assert "Calls in flight 2" in text and "Objects held 4" in text
     assert "Autostop after 30 idle minutes" in text  # from the config
-    # events, newest first, with their data and log lines
+    # events, newest first; a reader sees their messages only
     assert text.index("The daemon said:") < text.index("Started the daemon (2).")
-    assert "INFO listening on :41234\nINFO ready" in panel
-    assert "pid: 4002" in text
+    assert "INFO listening" not in panel and "pid" not in text and "41234, " not in text
     # up: the panel keeps itself fresh
     assert 'hx-get="/alice/cpu/-/cluster"' in panel and "every 5s" in panel
+    # a writer also sees their data and log lines
+    writer = page_client(team.wendy).get(CPU)
+    assert "INFO listening on :41234\nINFO ready" in panel_of(writer)
+    assert "pid: 4002" in text_of(writer)
+
+
+def test_readers_never_see_event_data_in_the_live_fragment(cpu, team, page_client):
+    state = make_state(cpu)
+    ClusterEvent.objects.create(cluster=state, kind="failed", message="It failed.",
+                                data={"log": "Traceback: /var/lib/den/clusters/7/daemon.py",
+                                      "pid": 31337})
+    live = page_client(team.rita).get(f"{CPU}/-/cluster", **HTMX).content.decode()
+    assert "It failed." in live
+    assert "/var/lib/den" not in live and "31337" not in live
 
 
 def test_a_failure_says_why(cpu, team, page_client):

@@ -141,6 +141,8 @@ ACCOUNT_ENDPOINTS = [
     ("tokens", "get", "/api/v1/tokens", None, 200, False),
     ("token-create", "post", "/api/v1/tokens", {"name": "ci", "scope": "read"}, 201, True),
     ("token-revoke", "delete", "/api/v1/tokens/{own_token}", None, 204, True),
+    # Revoking the token in use (den logout): a read token may revoke itself.
+    ("token-revoke-current", "delete", "/api/v1/tokens/current", None, 204, False),
     ("resources", "get", "/api/v1/resources", None, 200, False),
     ("resource-create", "post", "/api/v1/resources",
      {"address": "/{me}/new", "type": "env", "config": {"reqs": ["numpy"]}}, 201, True),
@@ -196,6 +198,7 @@ def test_matrix_covers_every_api_route():
         "resource-detail", "resource-version-list", "resource-version-detail",
         "resource-version-restore", "resource-access", "resource-access-detail",
         "resource-secret", "audit-list", "auth-check", "me", "token-list", "token-detail",
+        "token-current",
         "resource-list", "invitation-list", "auth-login", "invitation-accept",
         "invitation-detail",
     } | CLUSTER_ROUTE_NAMES  # the cluster endpoints' matrix: tests/compute/test_cluster_access.py

@@ -107,7 +107,10 @@ def test_a_reader_watches_the_state_change(cluster, open_browser, screenshot):
     page.goto("/alice/cpu")
     expect(status_badge(page)).to_have_text("up")
     panel = page.locator("#cluster-runtime")
-    expect(panel).to_contain_text("INFO den.node listening on 127.0.0.1:41234")
+    # A reader sees what happened, never an event's data (the daemon's log, its PID).
+    expect(panel).to_contain_text("The daemon's log:")
+    expect(panel).not_to_contain_text("INFO den.node listening on 127.0.0.1:41234")
+    expect(panel).not_to_contain_text("pid: 4242")
     expect(panel.get_by_role("button")).to_have_count(0)  # a reader gets no controls
     expect(panel.locator("form")).to_have_count(0)
     expect(panel).to_contain_text("needs write access")
