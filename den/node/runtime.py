@@ -118,10 +118,10 @@ def _parse_put(spec: Any) -> dict[str, Any]:
             "bad_request", "give by_value, or pointers {module, qualname}", field="pointers"
         )
     code = spec.get("code")
-    if code is not None and (not isinstance(code, str) or not SHA256_RE.match(code)):
+    if code is not None and (not isinstance(code, str) or not SHA256_RE.fullmatch(code)):
         raise RequestError("bad_request", "code must be a sha256 hex digest", field="code")
     address = spec.get("address")
-    if address is not None and (not isinstance(address, str) or not ADDRESS_RE.match(address)):
+    if address is not None and (not isinstance(address, str) or not ADDRESS_RE.fullmatch(address)):
         raise RequestError("bad_request", "address must look like /owner/name", field="address")
     for key in ("init",):
         if spec.get(key) is not None and not isinstance(spec[key], str):
@@ -131,7 +131,7 @@ def _parse_put(spec: Any) -> dict[str, Any]:
     allow = spec.get("pickle_allow")
     if allow is not None and not (
         isinstance(allow, list) and len(allow) <= MAX_PICKLE_ALLOW
-        and all(isinstance(n, str) and DOTTED_NAME_RE.match(n) for n in allow)
+        and all(isinstance(n, str) and DOTTED_NAME_RE.fullmatch(n) for n in allow)
     ):
         raise RequestError(
             "bad_request",
@@ -271,7 +271,7 @@ class Runtime:
 
     async def put_object(self, name: str, body: bytes) -> dict[str, Any]:
         """Create (or replace) an object in its env; return its description."""
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise RequestError("bad_request", "object names are letters, digits, '.', '_', '-'")
         try:
             spec = json.loads(body)
@@ -313,11 +313,11 @@ class Runtime:
 
     # -- code bundles -----------------------------------------------------------
     def has_code(self, sha: str) -> bool:
-        return bool(SHA256_RE.match(sha)) and (self.code_root / sha).is_dir()
+        return bool(SHA256_RE.fullmatch(sha)) and (self.code_root / sha).is_dir()
 
     def store_code(self, sha: str, data: bytes) -> bool:
         """Verify and unpack a bundle (blocking: run it in a thread). True if new."""
-        if not SHA256_RE.match(sha):
+        if not SHA256_RE.fullmatch(sha):
             raise RequestError("bad_request", "the code id must be a sha256 hex digest")
         digest = hashlib.sha256(data).hexdigest()
         if digest != sha:

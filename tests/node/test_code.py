@@ -215,3 +215,19 @@ def test_a_zip_that_escapes_is_refused_by_the_daemon(node: NodeClient, daemon) -
     resp = httpx.put(f"{daemon.url}/code/{hashlib.sha256(data).hexdigest()}", content=data)
     assert resp.status_code == 400
     assert "unsafe path in bundle" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("address", "/alice/train\n"),
+    ("address", "/alice\n/train"),
+    ("code", "a" * 64 + "\n"),
+])
+def test_put_spec_fields_match_whole(field: str, value: str) -> None:
+    """A trailing newline must not slip past a `$`-anchored check."""
+    from den.node.runtime import RequestError, _parse_put
+
+    spec = {"kind": "function", "env": "base", "pointers": {"module": "m", "qualname": "f"},
+            "code": "a" * 64, field: value}
+    with pytest.raises(RequestError) as refused:
+        _parse_put(spec)
+    assert refused.value.extra.get("field") == field
