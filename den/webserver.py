@@ -165,14 +165,16 @@ class _Exchange(httputil.HTTPMessageDelegate):
             self._send_error()
             return
         head = request.method == "HEAD"
-        code, reason = reply["status"].split(" ", 1)
-        status = int(code)
-        headers = httputil.HTTPHeaders()
-        for name, value in reply["headers"]:
-            headers.add(name, value)
-        if "Date" not in headers:
-            headers["Date"] = httputil.format_timestamp(time.time())
-        start = httputil.ResponseStartLine("HTTP/1.1", status, reason)
+        try:
+            start, headers = _response_head(reply["status"], reply["headers"])
+        except Exception:
+            log.exception("The application's response head is invalid on %s %s",
+                          request.method, request.path)
+            if result is not None:
+                await loop.run_in_executor(self.server.stream_executor, _close_stream, result)
+            self._send_error()
+            return
+        status = start.code
         reply["sent"] = True
         if body is not None:  # the whole body is here already
             if (status not in _PAYLOAD_FREE and status >= 200
@@ -194,6 +196,8 @@ class _Exchange(httputil.HTTPMessageDelegate):
         pool = (self.server.executor if getattr(result, "file_to_stream", None) is not None
                 else self.server.stream_executor)
         chunks = iter(result)
+        # Notice a client that leaves while the application is between chunks.
+        self.connection.set_close_callback(self.on_connection_close)
         try:
             await self.connection.write_headers(start, headers)
             while not self.closed:
@@ -230,6 +234,18 @@ class _Exchange(httputil.HTTPMessageDelegate):
             self.server.access_log(
                 f'{request.remote_ip} "{request.method} {request.uri} {request.version}" '
                 f"{status} {took:.1f}ms")
+
+
+def _response_head(status_line: str, header_list: list[tuple[str, str]]
+                   ) -> tuple[httputil.ResponseStartLine, httputil.HTTPHeaders]:
+    code, _, reason = status_line.partition(" ")
+    headers = httputil.HTTPHeaders()
+    for name, value in header_list:
+        # Django's Set-Cookie values start with a space; tornado refuses those.
+        headers.add(name, value.strip())
+    if "Date" not in headers:
+        headers["Date"] = httputil.format_timestamp(time.time())
+    return httputil.ResponseStartLine("HTTP/1.1", int(code), reason), headers
 
 
 def _no_write(data: bytes) -> None:
