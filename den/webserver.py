@@ -310,6 +310,8 @@ def _environ(request: httputil.HTTPServerRequest, *, multithread: bool) -> dict[
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
     }
+    if request.body and "Content-Length" not in request.headers:  # it came chunked
+        environ["CONTENT_LENGTH"] = str(len(request.body))
     for name, value in request.headers.get_all():
         if name == "Content-Type":
             environ["CONTENT_TYPE"] = value
