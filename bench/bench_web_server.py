@@ -40,6 +40,15 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+WORKERS = {
+    "sync": ["-k", "sync"],
+    "gevent": ["-k", "gevent"],
+    "den": ["-k", "den.webserver.DenWorker", "--threads", "4"],
+    "den-t1": ["-k", "den.webserver.DenWorker", "--threads", "1"],
+}
 
 
 def free_port() -> int:
@@ -80,10 +89,7 @@ class Gunicorn:
         self.kind, self.env, self.port = kind, env, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"gunicorn-{kind}.log"
-        worker = {"sync": ["-k", "sync"], "gevent": ["-k", "gevent"],
-                  "den": ["-k", "den.webserver.DenWorker", "--threads", "4"],
-                  "den-t2": ["-k", "den.webserver.DenWorker", "--threads", "2"],
-                  "den-t1": ["-k", "den.webserver.DenWorker", "--threads", "1"]}[kind]
+        worker = WORKERS[kind]
         self.cmd = [sys.executable, "-m", "gunicorn", "den.wsgi:application", "-w", "2",
                     *worker, "-b", f"127.0.0.1:{self.port}", "--no-control-socket",
                     "--log-level", "warning", "--error-logfile", str(self.log)]
@@ -101,6 +107,20 @@ class Gunicorn:
         self.__exit__()
         raise RuntimeError(f"{self.kind} did not start:\n{self.log.read_text()[-2000:]}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by gunicorn's master and workers."""
+        assert self.proc is not None
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                pid, ppid = int(entry.name), int(fields[1])
+                if self.proc.pid in (pid, ppid):
+                    total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return total
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -111,17 +131,19 @@ class Gunicorn:
                 self.proc.wait()
 
 
-def wrk(url: str, path: str, token: str | None, seconds: int, connections: int) -> float:
+def wrk(url: str, path: str, token: str | None, seconds: int, connections: int
+        ) -> tuple[float, int]:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
     out = subprocess.run([*command, url + path], capture_output=True, text=True,
                          timeout=seconds + 30).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if match is None or non2xx:
+    if match is None or count is None or non2xx:
         raise RuntimeError(f"wrk failed against {url}{path}:\n{out}")
-    return float(match.group(1))
+    return float(match.group(1)), int(count.group(1))
 
 
 def stalled_sockets_check(url: str, count: int) -> str:
@@ -151,6 +173,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--stalled", type=int, default=200)
+    parser.add_argument("--kinds", default="", help="comma-separated, sync first (default: "
+                        "sync,den and gevent when installed; den-t1 is den with one thread)")
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith("postgres") or not shutil.which("wrk"):
@@ -163,25 +187,35 @@ def main() -> int:
     env.update(DATABASE_URL=urllib.parse.urlsplit(base)._replace(path=f"/{name}").geturl(),
                DEN_HOME=str(tmp / "home"), DEN_SECRET_KEY="bench-" + uuid.uuid4().hex,
                DEN_LOG_LEVEL="WARNING")
-    kinds = ["sync", "den"] + (["gevent"] if importlib.util.find_spec("gevent") else [])
-    if os.environ.get("BENCH_KINDS"):
-        kinds = os.environ["BENCH_KINDS"].split(",")
+    kinds = args.kinds.split(",") if args.kinds else \
+        ["sync", "den"] + (["gevent"] if importlib.util.find_spec("gevent") else [])
+    if kinds[0] != "sync" or not set(kinds) <= set(WORKERS):
+        parser.error(f"--kinds: sync first, then any of {', '.join(WORKERS)}")
     try:
         path, token = seed(env)
         rates: dict[tuple[str, str], list[float]] = {}
+        costs: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.rounds):
             for kind in kinds:
                 with Gunicorn(kind, env, tmp) as server:
                     for label, target, auth in (("healthz", "/healthz", None), ("read", path, token)):
                         wrk(server.url, target, auth, 1, args.connections)  # warm up
-                        rate = wrk(server.url, target, auth, args.seconds, args.connections)
+                        before = server.cpu_seconds()
+                        rate, count = wrk(server.url, target, auth, args.seconds, args.connections)
+                        cpu_ms = (server.cpu_seconds() - before) * 1000 / max(count, 1)
                         rates.setdefault((kind, label), []).append(rate)
-        print(f"\ngunicorn -w 2, wrk -c{args.connections}, {args.rounds} x {args.seconds} s, "
-              "median req/s (ratio to sync)")
+                        costs.setdefault((kind, label), []).append(cpu_ms)
+        print(f"\ngunicorn -w 2, wrk -c{args.connections}, {args.rounds} x {args.seconds} s; "
+              "medians: req/s (ratio to sync) and server CPU ms per request (ratio to sync)")
         for label in ("healthz", "read"):
             base_rate = statistics.median(rates[("sync", label)])
-            cells = [f"{kind} {statistics.median(rates[(kind, label)]):7.0f} "
-                     f"({statistics.median(rates[(kind, label)]) / base_rate:.2f}x)" for kind in kinds]
+            base_cost = statistics.median(costs[("sync", label)])
+            cells = []
+            for kind in kinds:
+                rate = statistics.median(rates[(kind, label)])
+                cost = statistics.median(costs[(kind, label)])
+                cells.append(f"{kind} {rate:6.0f} ({rate / base_rate:.2f}x) "
+                             f"{cost:5.2f} ms ({cost / base_cost:.2f}x)")
             print(f"  {label:8} " + "   ".join(cells))
         print(f"\n{args.stalled} sockets that each sent half a head, then one normal request:")
         for kind in kinds:

@@ -157,35 +157,34 @@ class _Exchange(httputil.HTTPMessageDelegate):
             reply["status"], reply["headers"] = status, headers
             return _no_write
 
+        result: Any = None
         try:
             result, body = await loop.run_in_executor(
                 self.server.executor, _call, self.server.application, environ, start_response)
-        except Exception:
-            log.exception("The application failed on %s %s", request.method, request.path)
-            self._send_error()
-            return
-        head = request.method == "HEAD"
-        try:
             start, headers = _response_head(reply["status"], reply["headers"])
-        except Exception:
-            log.exception("The application's response head is invalid on %s %s",
-                          request.method, request.path)
-            if result is not None:
-                await loop.run_in_executor(self.server.stream_executor, _close_stream, result)
-            self._send_error()
-            return
-        status = start.code
-        reply["sent"] = True
-        if body is not None:  # the whole body is here already
-            if (status not in _PAYLOAD_FREE and status >= 200
-                    and "Content-Length" not in headers):
-                headers["Content-Length"] = str(len(body))
-            with contextlib.suppress(iostream.StreamClosedError):
+            reply["sent"] = True
+            head = request.method == "HEAD"
+            if body is None:
+                streaming, result = result, None
+                await self._stream(start, headers, streaming, head)  # closes it
+            else:  # the whole body is here already
+                if (start.code not in _PAYLOAD_FREE and start.code >= 200
+                        and "Content-Length" not in headers):
+                    headers["Content-Length"] = str(len(body))
                 self.connection.write_headers(start, headers, chunk=b"" if head else body)
                 self.connection.finish()
-        else:
-            await self._stream(start, headers, result, head)
-        self._log(request, status, started)
+            self._log(request, start.code, started)
+        except iostream.StreamClosedError:
+            pass  # the client went away
+        except Exception:
+            log.exception("den's web server failed to answer %s %s", request.method, request.path)
+            if reply.get("sent"):
+                self.connection.close()  # mid-response: all the client can be told
+            else:
+                self._send_error()
+        finally:
+            if result is not None:  # a stream that never started
+                await loop.run_in_executor(self.server.stream_executor, _close_stream, result)
 
     async def _stream(self, start: httputil.ResponseStartLine, headers: httputil.HTTPHeaders,
                       result: Any, head: bool) -> None:
@@ -193,8 +192,8 @@ class _Exchange(httputil.HTTPMessageDelegate):
         on the request threads; anything else (an event stream that waits
         between frames) on the stream threads."""
         loop = asyncio.get_running_loop()
-        pool = (self.server.executor if getattr(result, "file_to_stream", None) is not None
-                else self.server.stream_executor)
+        on_stream_threads = getattr(result, "file_to_stream", None) is None
+        pool = self.server.stream_executor if on_stream_threads else self.server.executor
         chunks = iter(result)
         # Notice a client that leaves while the application is between chunks.
         self.connection.set_close_callback(self.on_connection_close)
@@ -212,10 +211,9 @@ class _Exchange(httputil.HTTPMessageDelegate):
             pass  # the client went away; closing the response below ends the stream
         except Exception:
             log.exception("A streaming response failed")
-            with contextlib.suppress(Exception):
-                self.connection.finish()
+            self.connection.close()  # cut short, so the client does not take it as whole
         finally:
-            await loop.run_in_executor(pool, _close_stream, result)
+            await loop.run_in_executor(pool, _close_stream, result, on_stream_threads)
 
     def _send_error(self) -> None:
         body = b"Internal Server Error"
@@ -274,18 +272,19 @@ def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
         return None
 
 
-def _close_stream(result: Any) -> None:
-    """Close a streaming response on a stream thread, then give back that
-    thread's database connection: stream threads are many and mostly idle,
-    and should not each hold a connection open."""
+def _close_stream(result: Any, release_connections: bool = True) -> None:
+    """Close a streaming response on the thread that served its chunks; on a
+    stream thread, also give back that thread's database connection: stream
+    threads are many and mostly idle, and should not each hold one open."""
     try:
         close = getattr(result, "close", None)
         if close is not None:
             close()
     finally:
-        from django.db import connections
+        if release_connections:
+            from django.db import connections
 
-        connections.close_all()
+            connections.close_all()
 
 
 def _environ(request: httputil.HTTPServerRequest, *, multithread: bool) -> dict[str, Any]:
@@ -331,6 +330,10 @@ class DenWorker(TornadoWorker):
     stream_threads = int(os.environ.get("DEN_WEB_STREAM_THREADS", STREAM_THREADS))
 
     def run(self) -> None:  # gunicorn's TornadoWorker.run, with den's server
+        with contextlib.suppress(ImportError):  # den[node] brings it; a little faster
+            import uvloop
+
+            asyncio.set_event_loop(uvloop.new_event_loop())
         self.ioloop = IOLoop.current()
         self.alive = True
         self.server_alive = False
