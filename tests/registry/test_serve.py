@@ -67,3 +67,28 @@ def test_invite_uses_the_url_serve_served_at(settings, tmp_path, monkeypatch):
     out = io.StringIO()
     call_command("invite", "carol@example.com", stdout=out)
     assert "https://den.example.com/invite/den_" in out.getvalue()
+
+
+def test_serve_starts_celery_and_forks_with_no_connection_open(transactional_db, settings,
+                                                              tmp_path, monkeypatch):
+    """What serve's own process opened (migrate, the first admin) is closed
+    before Celery starts and gunicorn forks, so no child shares it."""
+    from django.core.management import call_command
+    from django.db import connections
+
+    settings.DEN_HOME = tmp_path
+    open_at: dict[str, list[str]] = {}
+
+    def opened() -> list[str]:
+        return [c.alias for c in connections.all() if c.connection is not None]
+
+    def start_worker(self):
+        open_at["celery"] = opened()
+
+    def serve(self, *args):
+        open_at["fork"] = opened()
+
+    monkeypatch.setattr(Command, "_start_worker", start_worker)
+    monkeypatch.setattr(Command, "_serve", serve)
+    call_command("serve", stdout=io.StringIO())
+    assert open_at == {"celery": [], "fork": []}
