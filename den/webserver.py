@@ -34,6 +34,7 @@ from typing import Any
 
 from gunicorn.workers.gtornado import TornadoWorker
 from tornado import escape, httputil, iostream
+from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 
@@ -82,6 +83,7 @@ class WSGIServer(httputil.HTTPServerConnectionDelegate):
 
     def start_request(self, server_conn: object,
                       request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
+        assert isinstance(request_conn, HTTP1Connection)  # what tornado's HTTPServer makes
         return _Exchange(self, request_conn)
 
     def shutdown(self) -> None:
@@ -92,7 +94,7 @@ class WSGIServer(httputil.HTTPServerConnectionDelegate):
 class _Exchange(httputil.HTTPMessageDelegate):
     """One request on a connection: collect the body, then respond."""
 
-    def __init__(self, server: WSGIServer, connection: httputil.HTTPConnection) -> None:
+    def __init__(self, server: WSGIServer, connection: HTTP1Connection) -> None:
         self.server = server
         self.connection = connection
         self.request: httputil.HTTPServerRequest | None = None

@@ -131,3 +131,38 @@ def test_a_cached_token_is_plain_fields_and_needs_no_query(own_redis_prefix,
         assert token.user.username == "alice" and token.user.pk == alice.pk
         assert token.user.is_active and token.scope == "write"
     assert "password" in token.user.get_deferred_fields()
+
+
+def test_the_json_file_cache_behaves_as_a_cache(tmp_path):
+    from den.caches import JSONFileBasedCache
+
+    cache = JSONFileBasedCache(str(tmp_path / "c"), {"OPTIONS": {"MAX_ENTRIES": 4}})
+    cache.set("a", {"n": [1, 2.5, None, True]}, 60)
+    assert cache.get("a") == {"n": [1, 2.5, None, True]}
+    assert cache.add("a", 1) is False and cache.add("b", 1, 60) is True
+    assert cache.incr("b") == 2 and cache.get("b") == 2
+    assert cache.touch("a", 120) and cache.get("a") == {"n": [1, 2.5, None, True]}
+    assert cache.get_many(["a", "b", "missing"]) == {"a": {"n": [1, 2.5, None, True]}, "b": 2}
+    cache.set("gone", "x", -1)
+    assert cache.get("gone", "default") == "default"
+    assert oct((tmp_path / "c").stat().st_mode & 0o777) == "0o700"
+    with pytest.raises(TypeError):
+        cache.set("code", Bomb(tmp_path / "x"))  # not JSON: refused on the way in
+    # Full (4 entries), it drops expired entries before any live one.
+    cache.set("old1", 1, -1)  # written already expired
+    cache.set("old2", 1, -1)
+    assert len(list((tmp_path / "c").iterdir())) == 4
+    cache.set("new", "live", 60)
+    assert cache.get("a") and cache.get("b") == 2 and cache.get("new") == "live"
+
+
+def test_the_redis_cache_stores_json_and_counts_atomically(own_redis_prefix):
+    cache, client = own_redis_prefix
+    cache.set("den:x", ("epoch", {"level": "read"}), 60)
+    assert cache.get("den:x") == ["epoch", {"level": "read"}]
+    assert json.loads(client.get(cache.make_key("den:x"))) == ["epoch", {"level": "read"}]
+    cache.set("den:n", 1, 60)
+    assert cache.incr("den:n", 5) == 6 and client.get(cache.make_key("den:n")) == b"6"
+    client.set(cache.make_key("den:bad"), b"\x80\x04not json", ex=60)
+    assert cache.get("den:bad", "miss") == "miss"
+    assert cache.get_many(["den:bad", "den:n"]) == {"den:n": 6}
