@@ -80,6 +80,9 @@ class WSGIServer(httputil.HTTPServerConnectionDelegate):
             stream_threads, thread_name_prefix="den-stream")
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        #: Requests being answered, event streams aside: a stopping worker
+        #: lets these finish (streams are cut; their clients reconnect).
+        self.in_flight = 0
 
     def start_request(self, server_conn: object,
                       request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
@@ -160,6 +163,8 @@ class _Exchange(httputil.HTTPMessageDelegate):
             return _no_write
 
         result: Any = None
+        self.server.in_flight += 1
+        counted = True
         try:
             result, body = await loop.run_in_executor(
                 self.server.executor, _call, self.server.application, environ, start_response)
@@ -168,6 +173,8 @@ class _Exchange(httputil.HTTPMessageDelegate):
             head = request.method == "HEAD"
             if body is None:
                 streaming, result = result, None
+                self.server.in_flight -= 1
+                counted = False
                 await self._stream(start, headers, streaming, head)  # closes it
             else:  # the whole body is here already
                 if (start.code not in _PAYLOAD_FREE and start.code >= 200
@@ -185,6 +192,8 @@ class _Exchange(httputil.HTTPMessageDelegate):
             else:
                 self._send_error()
         finally:
+            if counted:
+                self.server.in_flight -= 1
             if result is not None:  # a stream that never started
                 await loop.run_in_executor(self.server.stream_executor, _close_stream, result)
 
@@ -330,6 +339,21 @@ class DenWorker(TornadoWorker):
     request threads; ``stream_threads`` the streaming ones)."""
 
     stream_threads = int(os.environ.get("DEN_WEB_STREAM_THREADS", STREAM_THREADS))
+    _stopping_since: float | None = None
+
+    def heartbeat(self) -> None:
+        """gunicorn's tornado heartbeat stops the loop a second after it stops
+        accepting; wait first for requests in flight (up to the graceful
+        timeout), as a sync worker finishes its request."""
+        if not self.alive and not self.server_alive:
+            if self._stopping_since is None:
+                self._stopping_since = time.monotonic()
+                # Kept-alive connections close after the response they are on.
+                self.server.conn_params.no_keep_alive = True
+            if (self.wsgi_server.in_flight > 0
+                    and time.monotonic() - self._stopping_since < self.cfg.graceful_timeout):
+                return
+        super().heartbeat()
 
     def run(self) -> None:  # gunicorn's TornadoWorker.run, with den's server
         with contextlib.suppress(ImportError):  # den[node] brings it; a little faster
