@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -136,11 +137,10 @@ class _Exchange(httputil.HTTPMessageDelegate):
         """413 from the head alone, then close: the body is never read."""
         self.refused = True
         self.body = bytearray()
-        limit = self.server.max_body_bytes
-        body = escape.utf8(
-            '{"error": {"code": "too_large", "message": "The request body is larger than '
-            f'{limit} bytes, the most den accepts.", "field": null}}}}'
-        )
+        message = (f"The request body is larger than {self.server.max_body_bytes} bytes, "
+                   "the most den accepts; send a smaller one.")
+        body = json.dumps({"error": {"code": "too_large", "message": message,
+                                     "field": None}}).encode()
         headers = httputil.HTTPHeaders({"Content-Type": "application/json",
                                         "Content-Length": str(len(body)),
                                         "Connection": "close"})
