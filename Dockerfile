@@ -14,4 +14,5 @@ COPY manage.py ./
 RUN pip install --no-cache-dir ".[server,node]"
 USER den
 EXPOSE 8000
-CMD ["gunicorn", "den.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4"]
+CMD ["gunicorn", "den.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", \
+     "--worker-class", "den.webserver.DenWorker", "--no-control-socket"]

@@ -1,10 +1,15 @@
 """Top-level routes. Resource pages (``/<owner>/<name>``) come last, because
 their first segment is any username; reserved usernames keep them apart."""
 
+import math
+from typing import Any
+
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from registry.throttling import sign_in_wait
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -13,8 +18,23 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def admin_login(request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+    """Django admin's sign-in page, under the same rate limit and counter as
+    den's own sign-ins (API, web page, invitations): it is no way around them."""
+    if request.method == "POST":
+        wait = sign_in_wait(request)
+        if wait is not None:
+            response = HttpResponse(
+                "Too many sign-in attempts; wait a minute and try again.\n",
+                status=429, content_type="text/plain; charset=utf-8")
+            response["Retry-After"] = str(math.ceil(wait))
+            return response
+    return admin.site.login(request, extra_context)
+
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("admin/login/", admin_login),  # before the admin's own login route
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from registry import authcache, credentials
+from registry import authcache, credentials, throttling
 from registry.access import Caller, require_readable_references
 from registry.errors import (
     AlreadyExists,
@@ -277,6 +277,9 @@ def resource_share(
             raise InvalidInput(f"{user.username} owns {resource.address} already.", field="users")
         targets.append(user)
 
+    # Each email below gets an invitation mail: limited per request and hour.
+    throttling.invitations_check(actor=actor, count=len(emails), field="users")
+
     granted: list[str] = []
     for user in targets:
         AccessGrant.objects.update_or_create(
@@ -442,12 +445,12 @@ def token_authenticate(*, plain: str) -> ApiToken:
         raise NotAuthenticated("This is not a den token: its format or checksum is wrong.",
                                code="authentication_failed")
     token_hash = credentials.hash_token(plain)
-    epoch, token = authcache.cached(f"den:token:{token_hash}")
+    epoch, token = authcache.cached_token(token_hash)
     if token is None:
         token = ApiToken.objects.select_related("user").filter(token_hash=token_hash).first()
         if token is None:
             raise NotAuthenticated("Unknown token.", code="authentication_failed")
-        authcache.remember(f"den:token:{token_hash}", epoch, token)
+        authcache.remember_token(epoch, token)
     now = timezone.now()
     if token.revoked_at is not None:
         raise NotAuthenticated("This token was revoked; create a new one.",
@@ -462,7 +465,7 @@ def token_authenticate(*, plain: str) -> ApiToken:
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
-        authcache.remember(f"den:token:{token_hash}", epoch, token)
+        authcache.remember_token(epoch, token)
     return token
 
 
@@ -516,6 +519,7 @@ def invitation_create(*, actor: Any, email: Any) -> Invitation:
         validate_email(email)
     except DjangoValidationError:
         raise InvalidInput("email must be a valid email address.", field="email") from None
+    throttling.invitations_check(actor=actor, count=1, field="email")
     invitation = invitation_send(actor=actor, email=email)
     audit_record(actor=actor, action="invitation.create", email=invitation.email)
     return invitation

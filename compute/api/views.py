@@ -8,6 +8,7 @@ about a resource's type.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +22,12 @@ from rest_framework.response import Response
 
 from compute import selectors, services
 from compute.api import serializers as s
-from compute.api.streaming import EventStreamRenderer, cluster_event_stream
+from compute.api.streaming import (
+    EventStreamRenderer,
+    ReleasingStream,
+    cluster_event_stream,
+    stream_slot,
+)
 from registry.access import access_system_of
 from registry.api.base import ResourceAPIView
 from registry.errors import InvalidInput
@@ -103,9 +109,24 @@ def _event_id(raw: str | None, field: str) -> int | None:
     return int(raw)
 
 
+def _stream_seconds(raw: str | None) -> float:
+    """``wait``: how long a stream stays open, at most the server's limit."""
+    limit = settings.DEN_CLUSTER_EVENTS_STREAM_SECONDS
+    if raw is None or raw == "":
+        return limit
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or wait < 0:
+        raise InvalidInput("wait must be a number of seconds, 0 or more.", field="wait")
+    return min(wait, limit)
+
+
 class ClusterEventsView(ClusterAPIView):
     """The cluster's event log: a cursor-paginated list, or with
-    ``Accept: text/event-stream`` a bounded stream of new events."""
+    ``Accept: text/event-stream`` a bounded stream of new events (at most
+    ``DEN_CLUSTER_EVENTS_STREAMS_PER_USER`` open per user; 429 past that)."""
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
@@ -132,14 +153,11 @@ class ClusterEventsView(ClusterAPIView):
         after = _event_id(request.query_params.get("after"), "after")
         if after is None:
             after = _event_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
-        limit = settings.DEN_CLUSTER_EVENTS_STREAM_SECONDS
-        try:
-            wait = min(float(request.query_params.get("wait", limit)), limit)
-        except ValueError:
-            raise InvalidInput("wait must be a number of seconds.", field="wait") from None
+        wait = _stream_seconds(request.query_params.get("wait"))
+        release = stream_slot(request)
         response = StreamingHttpResponse(
-            cluster_event_stream(resource=resource, after=after, seconds=max(wait, 0.0),
-                                 may_write=may_write),
+            ReleasingStream(cluster_event_stream(resource=resource, after=after, seconds=wait,
+                                                 may_write=may_write), release),
             content_type="text/event-stream",
         )
         response["Cache-Control"] = "no-cache"

@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "registry",
     "compute",
     "frontend",
@@ -136,6 +137,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Cache-Control: private, no-store on everything a credential unlocks.
+    "den.middleware.PrivateCacheControlMiddleware",
 ]
 
 ROOT_URLCONF = "den.urls"
@@ -225,18 +228,36 @@ LOGOUT_REDIRECT_URL = "/login"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 3 * 1024 * 1024
 
 _redis_url = env("REDIS_URL")
-CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}
-        if _redis_url
-        # Files, not process memory: the web workers must see each other's
-        # invalidations (registry/authcache.py).
-        else {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(DEN_HOME / "cache"),
-        }
-    )
-}
+# Prefixes every cache key: several dens (or test runs) can share one Redis.
+_cache_prefix = env("DEN_CACHE_KEY_PREFIX")
+
+
+def _caches() -> dict[str, dict[str, Any]]:
+    """Two caches: ``default`` (token lookups, access answers) and
+    ``throttle`` (rate-limit counters and open-stream slots), which other
+    traffic can never cull. Both store JSON only (den/caches.py): nothing
+    read from a cache decodes into code. Without Redis they are files, not
+    process memory, since the web processes must see each other's writes."""
+    if _redis_url:
+        redis = {"BACKEND": "den.caches.RedisCache", "LOCATION": _redis_url,
+                 "OPTIONS": {"serializer": "den.caches.JSONSerializer"}}
+        # Redis evicts nothing unless told to (maxmemory-policy), so one
+        # server holds both, apart by their key prefixes.
+        return {"default": {**redis, "KEY_PREFIX": _cache_prefix},
+                "throttle": {**redis, "KEY_PREFIX": f"{_cache_prefix}throttle"}}
+    files = "den.caches.JSONFileBasedCache"
+    return {
+        "default": {"BACKEND": files, "LOCATION": str(DEN_HOME / "cache"),
+                    "OPTIONS": {"MAX_ENTRIES": 2000}},
+        # Its own directory, culled only past 100,000 live entries (and
+        # expired ones go first): flooding the default cache cannot erase
+        # a sign-in counter.
+        "throttle": {"BACKEND": files, "LOCATION": str(DEN_HOME / "throttle"),
+                     "OPTIONS": {"MAX_ENTRIES": 100_000}},
+    }
+
+
+CACHES = _caches()
 
 # Without a mail server, emails (invitation and password-reset links) are
 # written as files under DEN_HOME/outbox, not printed: those links are secrets
@@ -277,6 +298,14 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": int(env("DEN_NUM_PROXIES", "0")),
 }
 
+# Mail that den sends on someone's behalf is limited (registry/throttling.py):
+# invitations per inviting user per hour and per request, password-reset
+# emails per address and per client address per hour.
+DEN_INVITATIONS_PER_HOUR = int(env("DEN_INVITATIONS_PER_HOUR", "20"))
+DEN_INVITATIONS_PER_REQUEST = int(env("DEN_INVITATIONS_PER_REQUEST", "10"))
+DEN_PASSWORD_RESETS_PER_ADDRESS = int(env("DEN_PASSWORD_RESETS_PER_ADDRESS", "3"))
+DEN_PASSWORD_RESETS_PER_CLIENT = int(env("DEN_PASSWORD_RESETS_PER_CLIENT", "10"))
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "den API",
     "DESCRIPTION": "Registry and compute service for ML teams: resources, versions, "
@@ -284,6 +313,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's scripts and styles come from den itself (the sidecar
+    # package), pinned with den's dependencies, never from a public CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "filesystem://"
@@ -337,6 +371,9 @@ DEN_CLUSTER_PYTHON = env("DEN_CLUSTER_PYTHON")
 DEN_CLUSTER_SWEEP_SECONDS = float(env("DEN_CLUSTER_SWEEP_SECONDS", "30"))
 # An SSE stream of cluster events lasts at most this long; clients reconnect.
 DEN_CLUSTER_EVENTS_STREAM_SECONDS = float(env("DEN_CLUSTER_EVENTS_STREAM_SECONDS", "25"))
+# How many event streams one user (or, signed out, one client address) may
+# have open at once; each holds a stream thread of a web process.
+DEN_CLUSTER_EVENTS_STREAMS_PER_USER = int(env("DEN_CLUSTER_EVENTS_STREAMS_PER_USER", "2"))
 CELERY_BEAT_SCHEDULE = {
     "compute-sweep-clusters": {
         "task": "compute.sweep_clusters",

@@ -17,11 +17,11 @@ from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from rest_framework.throttling import ScopedRateThrottle
 
 from frontend.views.base import FORM_ERROR_STATUS, DenPageView
 from registry import services
 from registry.errors import DenError, NotFound
+from registry.throttling import LoginRateThrottle, Throttled, password_reset_check
 
 # Accounts made from an invitation sign in with the usual password backend.
 PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -37,7 +37,7 @@ class LoginPageView(DenPageView, auth_views.LoginView):
     throttle_scope = "login"
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        throttle = ScopedRateThrottle()
+        throttle = LoginRateThrottle()
         if not throttle.allow_request(request, self):
             context = self.get_context_data(
                 form=self.get_form_class()(request),
@@ -60,7 +60,8 @@ class LogoutPageView(DenPageView, auth_views.LogoutView):
 
 class PasswordResetPageView(DenPageView, auth_views.PasswordResetView):
     """Ask for a reset link by email; the answer is the same whether or not
-    the address has an account, so the page reveals nobody's email."""
+    the address has an account, so the page reveals nobody's email. Emails
+    are limited per address and per client (``registry.throttling``)."""
 
     allow_anonymous = True
     template_name = "frontend/auth/password_reset.html"
@@ -69,6 +70,14 @@ class PasswordResetPageView(DenPageView, auth_views.PasswordResetView):
     success_url = reverse_lazy("frontend:password-reset-sent")
 
     def form_valid(self, form: Any) -> HttpResponse:
+        try:
+            password_reset_check(request=self.request, email=form.cleaned_data["email"])
+        except Throttled as exc:
+            form.add_error("email", exc.message)
+            response = self.form_invalid(form)
+            response.status_code = 429
+            response["Retry-After"] = str(exc.retry_after)
+            return response
         # Links point at DEN_PUBLIC_URL, never at whatever Host the request named.
         public = urlsplit(settings.DEN_PUBLIC_URL)
         self.extra_email_context = {"domain": public.netloc, "protocol": public.scheme,

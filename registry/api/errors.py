@@ -48,6 +48,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         status, body = exc.status, error_body(exc.code, exc.message, exc.field)
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="den"'
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(exc.retry_after)  # type: ignore[attr-defined]
         return Response(body, status=status, headers=headers)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("too_large", "The request body is too large."), status=413)

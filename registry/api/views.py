@@ -9,7 +9,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 
 from registry import selectors, services
 from registry.access import may_create_in_namespace
@@ -23,6 +22,7 @@ from registry.api.base import (
 )
 from registry.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied, VersionConflict
 from registry.models import AccessLevel
+from registry.throttling import LoginRateThrottle
 from registry.validation import parse_address
 
 READ, WRITE, OWNER = AccessLevel.READ, AccessLevel.WRITE, AccessLevel.OWNER
@@ -41,7 +41,7 @@ class LoginView(DenAPIView):
 
     allow_anonymous = True
     authentication_classes: list[Any] = []
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [LoginRateThrottle]
     throttle_scope = "login"
 
     @extend_schema(request=s.LoginSerializer, responses={201: s.NewTokenSerializer})
@@ -397,7 +397,7 @@ class InvitationDetailView(DenAPIView):
 class InvitationAcceptView(DenAPIView):
     allow_anonymous = True
     authentication_classes: list[Any] = []
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [LoginRateThrottle]
     throttle_scope = "login"
 
     @extend_schema(request=s.InvitationAcceptSerializer, responses={201: s.MeSerializer})

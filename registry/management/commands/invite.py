@@ -1,18 +1,23 @@
 """``manage.py invite EMAIL``: invite someone to create an account.
 
 Prints the invitation link once (the email goes out too), which is how an
-administrator of a den without a mail server hands it over.
+administrator of a den without a mail server hands it over. Without
+``DEN_PUBLIC_URL`` in its environment, the link uses the URL that
+``manage.py serve`` last served at under the same ``DEN_HOME``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from registry import services
 from registry.errors import DenError
+from registry.management.commands.serve import read_served_url
 
 
 class Command(BaseCommand):
@@ -24,6 +29,9 @@ class Command(BaseCommand):
                             help="the administrator the invitation comes from")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        served = read_served_url()
+        if not os.environ.get("DEN_PUBLIC_URL") and served:
+            settings.DEN_PUBLIC_URL = served  # the link in the email too
         users = get_user_model()
         inviter = (
             users.objects.filter(username=options["inviter"]).first()

@@ -2,9 +2,15 @@
 
 It migrates the database, creates a first administrator when there is none
 (printing how to sign in, once), collects static files, and serves the web
-app with gunicorn's sync workers next to a Celery worker with an embedded
-beat scheduler. With no environment set, that is SQLite and kombu's
+app with gunicorn (``den.webserver.DenWorker``: request heads are read by an
+event loop, requests run on threads) next to a Celery worker with an
+embedded beat scheduler. With no environment set, that is SQLite and kombu's
 filesystem broker under ``DEN_HOME``: nothing else to install or start.
+
+Every database connection the command opened is closed before it forks
+gunicorn's workers or starts Celery: a connection inherited across a fork
+is one socket shared by several processes, whose queries and answers then
+interleave (one user's request can read another's rows).
 """
 
 from __future__ import annotations
@@ -14,12 +20,25 @@ import secrets
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+from den.node.hardening import set_non_dumpable
+from registry.models.users import validate_username
+
+#: The first administrator's default name. ``admin`` itself is reserved (it
+#: is a top-level route: that user's pages would be Django's admin).
+DEFAULT_ADMIN_USERNAME = "den-admin"
+#: Where serve leaves the URL it serves at, for ``manage.py invite``.
+SERVED_URL_FILE = "served-url"
 
 
 class Command(BaseCommand):
@@ -27,18 +46,39 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--bind", default=os.environ.get("DEN_BIND", "127.0.0.1:8000"))
-        parser.add_argument("--workers", type=int, default=int(os.environ.get("DEN_WEB_WORKERS", "2")))
+        parser.add_argument("--workers", type=int, default=int(os.environ.get("DEN_WEB_WORKERS", "2")),
+                            help="web processes (default 2)")
+        parser.add_argument("--threads", type=int, default=int(os.environ.get("DEN_WEB_THREADS", "4")),
+                            help="request threads per web process (default 4)")
+        parser.add_argument(
+            "--stream-threads", type=int,
+            default=int(os.environ.get("DEN_WEB_STREAM_THREADS", "16")),
+            help="threads per web process for open event streams (default 16)")
         parser.add_argument("--no-worker", action="store_true", help="Do not start a Celery worker.")
-        parser.add_argument("--admin-username", default=os.environ.get("DEN_ADMIN_USERNAME", "admin"))
+        parser.add_argument(
+            "--admin-username",
+            default=os.environ.get("DEN_ADMIN_USERNAME", DEFAULT_ADMIN_USERNAME),
+            help=f"the first administrator's username (default {DEFAULT_ADMIN_USERNAME})")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # First of all, before any secret is read: code on a local cluster runs
+        # as den's user when den is not root, and must not read this process
+        # (or the gunicorn workers it forks, which inherit the flag).
+        set_non_dumpable()
+        username = _valid_admin_username(options["admin_username"])
+        for name in ("workers", "threads", "stream_threads"):
+            if options[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
         self._derive_public_url(options["bind"])
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
-        self._ensure_admin(options["admin_username"], options["bind"])
+        self._ensure_admin(username, options["bind"])
+        write_served_url(settings.DEN_PUBLIC_URL)
+        close_connections()  # before Celery starts and gunicorn forks
         worker = None if options["no_worker"] else self._start_worker()
         try:
-            self._serve(options["bind"], options["workers"])
+            self._serve(options["bind"], options["workers"], options["threads"],
+                        options["stream_threads"])
         finally:
             if worker is not None and worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
@@ -67,6 +107,11 @@ class Command(BaseCommand):
         users = get_user_model()
         if users.objects.filter(is_superuser=True).exists():
             return
+        if users.objects.filter(username__iexact=username).exists():
+            raise CommandError(
+                f"A user named '{username}' exists and is not an administrator; choose "
+                "another name for the first administrator with --admin-username or "
+                "DEN_ADMIN_USERNAME.")
         password = secrets.token_urlsafe(12)
         email = os.environ.get("DEN_ADMIN_EMAIL", "")
         users.objects.create_superuser(username=username, email=email, password=password)
@@ -98,18 +143,27 @@ class Command(BaseCommand):
         self.stdout.flush()
         return subprocess.Popen(command)
 
-    def _serve(self, bind: str, workers: int) -> None:
+    def _serve(self, bind: str, workers: int, threads: int, stream_threads: int) -> None:
+        from django.core.wsgi import get_wsgi_application
         from gunicorn.app.base import BaseApplication
 
-        from den.wsgi import application
+        from den.webserver import DenWorker
+
+        application = get_wsgi_application()
+        worker_class = type("DenWorker", (DenWorker,), {"stream_threads": stream_threads})
 
         class Server(BaseApplication):  # type: ignore[misc]
             def load_config(self) -> None:
                 self.cfg.set("bind", bind)
                 self.cfg.set("workers", workers)
-                self.cfg.set("worker_class", "sync")
+                self.cfg.set("threads", threads)
+                self.cfg.set("worker_class", worker_class)
                 self.cfg.set("timeout", 60)
                 self.cfg.set("accesslog", os.environ.get("DEN_ACCESS_LOG") or None)
+                # No gunicornc control socket: den does not use it, and two dens
+                # on one machine would contend for its one default path.
+                self.cfg.set("control_socket_disable", True)
+                self.cfg.set("pre_fork", _close_before_fork)
 
             def load(self) -> Any:
                 return application
@@ -117,6 +171,51 @@ class Command(BaseCommand):
         self.stdout.write(f"den is serving on http://{bind} (Ctrl-C stops it)")
         self.stdout.flush()
         Server().run()
+
+
+def close_connections() -> None:
+    """Close every database and cache connection this process holds, so
+    that no child process inherits (and shares) one of them."""
+    connections.close_all()
+    caches.close_all()
+
+
+def _close_before_fork(server: Any, worker: Any) -> None:
+    """gunicorn's pre_fork hook: also covers workers re-forked later."""
+    close_connections()
+
+
+def _valid_admin_username(username: str) -> str:
+    try:
+        validate_username(username)
+    except ValidationError as exc:
+        raise CommandError(
+            f"{exc.messages[0]} (the first administrator's name: pass --admin-username "
+            "or set DEN_ADMIN_USERNAME)") from None
+    return username
+
+
+def served_url_path() -> Path:
+    return Path(settings.DEN_HOME) / SERVED_URL_FILE
+
+
+def write_served_url(url: str) -> None:
+    """Leave the URL den serves at under DEN_HOME (mode 0600), so that
+    ``manage.py invite`` run beside ``serve --bind HOST:PORT`` prints links
+    that reach it."""
+    path = served_url_path()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(url + "\n")
+
+
+def read_served_url() -> str | None:
+    """The URL the last ``serve`` under this DEN_HOME served at, if any."""
+    try:
+        url = served_url_path().read_text().strip()
+    except OSError:
+        return None
+    return url.rstrip("/") if url.startswith(("http://", "https://")) else None
 
 
 def _broker_name() -> str:
