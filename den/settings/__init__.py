@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "registry",
     "compute",
     "frontend",
+    "rhcompat",
 ]
 
 MIDDLEWARE = [
