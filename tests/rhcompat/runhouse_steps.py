@@ -68,7 +68,9 @@ def load_secret(step: dict) -> Any:
 def save_function(step: dict) -> Any:
     import my_fns
 
-    fn = rh.function(my_fns.summer, name=step["name"])
+    # The full address up front: a save that changes a function's or module's
+    # address renames it on its cluster too, which needs a live cluster.
+    fn = rh.function(my_fns.summer, name=_full(step["name"]))
     fn.system = rh.cluster(name=step["system"], dryrun=True)  # what .to() would record
     fn.save()
     return {"rns_address": fn.rns_address, "config": fn.config()}
@@ -82,7 +84,7 @@ def load_function(step: dict) -> Any:
 def save_module(step: dict) -> Any:
     import my_fns
 
-    counter_cls = rh.module(my_fns.Counter, name=step["name"])
+    counter_cls = rh.module(my_fns.Counter, name=_full(step["name"]))
     counter_cls.system = rh.cluster(name=step["system"], dryrun=True)
     counter_cls.save()
     return {"rns_address": counter_cls.rns_address, "config": counter_cls.config()}
@@ -110,9 +112,9 @@ def exists(step: dict) -> Any:
 
 def share(step: dict) -> Any:
     resource = _load(step)
-    added, new = resource.share(users=step["users"], access_level=step["level"],
-                                notify_users=False)
-    return {"added": added, "new": new}
+    added, new, valid = resource.share(users=step["users"], access_level=step["level"],
+                                       notify_users=False)
+    return {"added": added, "new": new, "valid": sorted(valid)}
 
 
 def revoke(step: dict) -> Any:
@@ -137,6 +139,10 @@ def list_clusters(step: dict) -> Any:
 
     response = get_clusters_from_den({"all": True}, force=False)
     return {"status": response.status_code, "data": response.json().get("data")}
+
+
+def _full(name: str) -> str:
+    return name if name.startswith("/") else f"/{rh.configs.username}/{name}"
 
 
 def _load(step: dict) -> Any:
