@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -69,6 +70,20 @@ class RunhouseAuthentication(BearerTokenAuthentication):
             if row is None:
                 raise AuthenticationFailed(exc.message) from None
         return row.parent.user, subtoken_credential(row)
+
+
+class ReadTokenMayPost(BasePermission):
+    """For POSTs that change no resource (minting a cluster sub-token, whose
+    worth is capped at the token's own scope): any user's own token, read
+    tokens included; never a den cluster's token."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        token = request.auth
+        if isinstance(token, ApiToken) and token.cluster_id is not None:
+            raise errors.PermissionDenied("This is a den cluster's own token; use your own.")
+        return True
 
 
 def _exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -17,7 +17,7 @@ from registry.models import AccessLevel, Resource
 from registry.validation import parse_address
 from rhcompat import mapping, selectors
 from rhcompat import services as rh_services
-from rhcompat.base import RunhouseAPIView, RunhouseResourceView, ok
+from rhcompat.base import ReadTokenMayPost, RunhouseAPIView, RunhouseResourceView, ok
 
 READ, WRITE, OWNER = AccessLevel.READ, AccessLevel.WRITE, AccessLevel.OWNER
 
@@ -270,7 +270,10 @@ class SecretView(RunhouseResourceView):
 
 
 class ClusterTokenView(RunhouseAPIView):
-    """``POST /auth/token/cluster``: the caller's sub-token for clusters of a namespace."""
+    """``POST /auth/token/cluster``: the caller's sub-token for clusters of a
+    namespace (a read token's sub-token reads only)."""
+
+    permission_classes = [ReadTokenMayPost]
 
     @extend_schema(exclude=True)
     def post(self, request: Request) -> Response:
