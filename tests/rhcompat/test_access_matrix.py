@@ -166,8 +166,8 @@ def test_account_endpoint_status(world, api, endpoint, caller):
     response = getattr(api, method)(path, body, format="json") if body else getattr(api, method)(path)
     if caller in ("anonymous", "expired", "revoked"):
         expected = 401
-    elif caller == "read_token" and method in UNSAFE:
-        expected = 403
+    elif caller == "read_token" and method in UNSAFE and name != "rh-cluster-token":
+        expected = 403  # minting a sub-token changes nothing: a read token may (capped at read)
     else:
         expected = success
     assert response.status_code == expected, (name, caller, response.content[:300])
