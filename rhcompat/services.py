@@ -19,13 +19,9 @@ from registry.models.users import USERNAME_PATTERN
 from rhcompat import mapping
 from rhcompat.models import ClusterSubToken, RunhouseSettings
 
-#: Settings a runhouse client stores per user; ``PUT /user/config`` keeps only these.
-SETTING_KEYS = frozenset({
-    "default_folder", "default_autostop", "default_provider", "default_pool", "launcher",
-    "use_spot", "autosave", "disable_observability", "dashboard_url", "default_ssh_key",
-})
 #: Never stored: credentials, and the server URL (den always answers its own).
 IGNORED_KEYS = frozenset({"token", "username", "secrets", "api_server_url"})
+MAX_SETTINGS = 50
 MAX_SETTING_LENGTH = 1000
 
 
@@ -34,19 +30,17 @@ MAX_SETTING_LENGTH = 1000
 
 @transaction.atomic
 def settings_update(*, user: Any, config: Any) -> dict[str, Any]:
-    """Store the runhouse defaults a client uploads; unknown keys are refused
-    by name, credentials and ``api_server_url`` are dropped."""
+    """Store the runhouse defaults a client uploads (``default_folder``,
+    ``default_autostop``, ``launcher``, or any other key a user set in their
+    runhouse config); credentials and ``api_server_url`` are dropped."""
     if not isinstance(config, dict):
         raise InvalidInput("The body must be a JSON object of settings.", field="config")
     cleaned: dict[str, Any] = {}
     for key, value in config.items():
         if key in IGNORED_KEYS:
             continue
-        if key not in SETTING_KEYS:
-            raise InvalidInput(
-                f"Unknown setting {key!r}; den keeps {', '.join(sorted(SETTING_KEYS))}.",
-                field=str(key)[:100],
-            )
+        if len(key) > 100:
+            raise InvalidInput("A setting's name is at most 100 characters.", field=key[:100])
         if value is not None and not isinstance(value, str | int | float | bool):
             raise InvalidInput(f"{key} must be a string, number or true/false.", field=key)
         if isinstance(value, str) and len(value) > MAX_SETTING_LENGTH:
@@ -54,6 +48,8 @@ def settings_update(*, user: Any, config: Any) -> dict[str, Any]:
         cleaned[key] = value
     row, _ = RunhouseSettings.objects.select_for_update().get_or_create(user=user)
     merged = {**row.config, **cleaned}
+    if len(merged) > MAX_SETTINGS:
+        raise InvalidInput(f"den keeps at most {MAX_SETTINGS} runhouse settings.", field="config")
     if merged != row.config:
         row.config = merged
         row.save(update_fields=["config", "updated_at"])

@@ -25,6 +25,13 @@ def login(step: dict) -> Any:
     return {"username": rh.configs.username, "api_server_url": rh.configs.get("api_server_url")}
 
 
+def upload_defaults(step: dict) -> Any:
+    for key, value in step["settings"].items():
+        rh.configs.set(key, value)
+    rh.configs.upload_defaults()
+    return rh.configs.load_defaults_from_den()
+
+
 def save_static_cluster(step: dict) -> Any:
     cluster = rh.cluster(name=step["name"], host=step["host"],
                          ssh_creds={"ssh_user": "ubuntu", "ssh_private_key": step["key"]},

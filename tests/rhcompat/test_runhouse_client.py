@@ -8,6 +8,7 @@ from __future__ import annotations
 import yaml
 
 from registry.models import Resource, ResourceVersion
+from rhcompat.models import RunhouseSettings
 
 pytestmark = []
 
@@ -18,6 +19,13 @@ def test_login_writes_dens_own_url(rh_team, rh_den):
     config = yaml.safe_load((alice.home / ".rh" / "config.yaml").read_text())
     assert config["api_server_url"] == f"{rh_den}/rh"  # never runhouse's old hosted address
     assert config["default_folder"] == "/alice" and config["username"] == "alice"
+    # Settings go up to den and come back to a fresh login; the URL stays den's own.
+    den_config = alice.ok({"op": "upload_defaults", "settings": {
+        "default_autostop": 45, "default_provider": "aws", "my_own_key": "x",
+        "api_server_url": "https://api.run.house"}})[0]
+    assert den_config["default_autostop"] == 45 and den_config["my_own_key"] == "x"
+    assert den_config["api_server_url"] == f"{rh_den}/rh"
+    assert "token" not in str(RunhouseSettings.objects.get().config)
 
 
 def test_bad_token_is_refused_at_login(rh_team):
