@@ -8,7 +8,7 @@ It starts its own PostgreSQL on loopback (or uses ``DATABASE_URL``, a scratch
 database), migrates, saves 200 resources through the /rh/ layer's own service
 (runhouse payloads: static and on-demand clusters, functions with their
 openapi specs, modules, secrets; 20 users, 10 each, plus grants so that a
-third of the reads are of others' resources), starts gunicorn as in
+quarter of the reads are of resources others shared), starts gunicorn as in
 production (2 sync workers) and drives both endpoints with wrk (8
 connections), interleaved, after a warm-up. It prints requests per second,
 p50/p99 and the ratio of /rh/ to the native API. Goal: at least 0.9.
