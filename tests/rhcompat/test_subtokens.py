@@ -116,3 +116,14 @@ def test_token_check_trusts_only_those_who_may_manage_the_cluster(world, api):
                         format="json")
     assert response.status_code == 200
     assert compute_services.REPORTED == "reported"
+
+
+def test_admin_shows_sub_tokens_without_their_hash(world, api, client):
+    mint(api, world["tokens"]["bob"], "alice", "bob")
+    staff = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    for path in ("/admin/rhcompat/clustersubtoken/", "/admin/rhcompat/runhousesettings/"):
+        assert client.get(path).status_code == 200, path
+    row = ClusterSubToken.objects.get()
+    page = client.get(f"/admin/rhcompat/clustersubtoken/{row.pk}/change/")
+    assert page.status_code == 200 and row.token_hash not in page.content.decode()
