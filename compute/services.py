@@ -47,6 +47,10 @@ from registry.services import audit_record
 
 logger = logging.getLogger(__name__)
 S = ClusterStatus
+#: The backend of a cluster den does not manage, whose own daemon reports its
+#: status (runhouse clusters, through /rh/): den records what it is told and
+#: never starts, stops or sweeps it.
+REPORTED = "reported"
 
 
 class ClusterBusy(DenError):
@@ -209,6 +213,7 @@ def cluster_request_up(*, actor: Any, resource: Resource) -> ClusterState:
     """
     require_cluster(resource)
     state = _lock_state(resource)
+    _refuse_reported(state)
     if state.status in (S.PROVISIONING, S.STARTING, S.UP):
         return state
     if state.status in (S.STOPPING, S.TERMINATING):
@@ -245,6 +250,7 @@ def cluster_request_stop(*, actor: Any, resource: Resource) -> ClusterState:
     revoked now, so the daemon's heartbeats stop counting at once."""
     require_cluster(resource)
     state = _lock_state(resource)
+    _refuse_reported(state)
     if state.status in (S.DOWN, S.STOPPING, S.STOPPED, S.TERMINATING, S.TERMINATED):
         return state
     _request_stop(actor=actor, state=state, action="cluster.stop",
@@ -258,6 +264,7 @@ def cluster_request_teardown(*, actor: Any, resource: Resource) -> ClusterState:
     holds (machines, the local working folder) released."""
     require_cluster(resource)
     state = _lock_state(resource)
+    _refuse_reported(state)
     if state.status in (S.TERMINATING, S.TERMINATED):
         return state
     _set_status(state, S.TERMINATING)
@@ -328,6 +335,73 @@ def cluster_record_heartbeat(
         audit_record(actor=None, action="cluster.reachable", resource=resource)
     state.save()
     return state
+
+
+def _refuse_reported(state: ClusterState) -> None:
+    if state.backend == REPORTED:
+        raise InvalidInput(
+            f"{state.resource.address} is run by its own (runhouse) daemon, which reports its "
+            "status to den; start and stop it with runhouse.",
+            code="reported_cluster",
+        )
+
+
+MAX_REPORTED_LOG_CHARS = 64 * 1024
+
+
+@transaction.atomic
+def cluster_record_report(
+    *, actor: Any, resource: Resource, status: str, daemon_status: str,
+    processes: int | None = None, server_pid: Any = None,
+) -> ClusterState:
+    """Record the status a cluster's own daemon reports (a runhouse daemon,
+    through /rh/): the cluster becomes a *reported* one, which den shows but
+    never starts, stops or sweeps. A cluster den started itself is refused:
+    its daemon reports through den's heartbeats."""
+    require_cluster(resource)
+    state = _lock_state(resource)
+    if state.backend not in ("", REPORTED) and state.status not in (
+        S.DOWN, S.STOPPED, S.TERMINATED, S.FAILED
+    ):
+        raise ClusterBusy(
+            f"den runs {resource.address} itself ({state.backend} backend); only its own "
+            "daemon reports its status."
+        )
+    now = timezone.now()
+    previous = state.status if state.backend == REPORTED else None
+    state.backend = REPORTED
+    state.handles = {}
+    state.claimed_by = ""
+    state.last_heartbeat_at = now
+    if isinstance(processes, int):
+        state.objects_count = processes
+    if previous != status:
+        state.status = status
+        state.status_changed_at = now
+        state.message = f"Reported by the cluster's daemon: {daemon_status}."
+        event_record(state=state, kind="reported", message=state.message,
+                     daemon_status=daemon_status, server_pid=server_pid
+                     if isinstance(server_pid, int) else None)
+        audit_record(actor=actor, action="cluster.reported", resource=resource,
+                     previous=previous, status=status)
+    state.save()
+    return state
+
+
+@transaction.atomic
+def cluster_record_report_logs(*, actor: Any, resource: Resource, text: str,
+                               file_name: str = "") -> ClusterEvent:
+    """Keep a reported cluster's log push as one event (its last 64 KiB)."""
+    require_cluster(resource)
+    state = _lock_state(resource)
+    if state.backend != REPORTED:
+        raise InvalidInput(
+            f"{resource.address} has reported no status yet; only a cluster whose own daemon "
+            "reports (a runhouse cluster) pushes logs here.",
+            code="not_reported",
+        )
+    return event_record(state=state, kind="log", message=text[-MAX_REPORTED_LOG_CHARS:],
+                        file_name=file_name)
 
 
 # Work (task-side) -----------------------------------------------------------------
@@ -466,7 +540,7 @@ def cluster_release_deleted(*, state: ClusterState) -> None:
     """A cluster resource is being deleted (its state row goes with it): tear
     down whatever still runs, once the deletion commits. The task gets the
     backend's handles by value, since no row will be left to load them from."""
-    if state.status in (S.DOWN, S.TERMINATED) or not state.backend:
+    if state.status in (S.DOWN, S.TERMINATED) or state.backend in ("", REPORTED):
         return
     from compute import tasks
 
@@ -498,7 +572,9 @@ def cluster_sweep(*, now: datetime | None = None) -> dict[str, int]:
     silent = now - timedelta(seconds=settings.DEN_CLUSTER_HEARTBEAT_TIMEOUT)
     stale = Q(last_heartbeat_at__lt=silent) | Q(last_heartbeat_at__isnull=True,
                                                   status_changed_at__lt=silent)
-    for state_id in ClusterState.objects.filter(stale, status=S.UP).values_list("id", flat=True):
+    # Reported clusters (REPORTED) are their own daemon's to run: never swept.
+    tracked = ClusterState.objects.exclude(backend=REPORTED)
+    for state_id in tracked.filter(stale, status=S.UP).values_list("id", flat=True):
         with transaction.atomic():
             if ClusterState.objects.filter(stale, id=state_id, status=S.UP).update(
                 status=S.UNREACHABLE, status_changed_at=now, updated_at=now
@@ -509,12 +585,12 @@ def cluster_sweep(*, now: datetime | None = None) -> dict[str, int]:
                     "the daemon may be down or cut off from den."))
                 audit_record(actor=None, action="cluster.unreachable", resource=state.resource)
                 counts["unreachable"] += 1
-    idle = ClusterState.objects.filter(status=S.UP, calls_in_flight=0).select_related("resource")
+    idle = tracked.filter(status=S.UP, calls_in_flight=0).select_related("resource")
     for state in idle:
         if _idle_past_autostop(state, now):
             counts["autostopped"] += cluster_autostop(state_id=state.pk, now=now)
     stuck = now - timedelta(seconds=2 * settings.DEN_CLUSTER_START_TIMEOUT)
-    for state_id in ClusterState.objects.filter(
+    for state_id in tracked.filter(
         status__in=(S.PROVISIONING, S.STARTING), status_changed_at__lt=stuck
     ).values_list("id", flat=True):
         cluster_fail(state_id=state_id, claim=None,
@@ -536,7 +612,7 @@ def _idle_past_autostop(state: ClusterState, now: datetime) -> bool:
 def cluster_autostop(*, state_id: int, now: datetime) -> int:
     """Stop one idle cluster, re-checked under its lock; 1 if it was stopped."""
     state = (ClusterState.objects.select_for_update().select_related("resource__owner")
-             .filter(id=state_id).first())
+             .filter(id=state_id).exclude(backend=REPORTED).first())
     if state is None or state.status != S.UP or not _idle_past_autostop(state, now):
         return 0
     minutes = state.effective_autostop_mins

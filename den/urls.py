@@ -40,6 +40,10 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("registry.api.urls")),  # the busiest routes first
     path("api/v1/", include("compute.api.urls")),  # .../-/cluster: no registry route matches
+    # Runhouse clients (API_SERVER_URL=<den>/rh): before the UI, whose /<owner>/<name>
+    # would catch /rh/user and redirect it to the sign-in page.
+    path("rh", include("rhcompat.urls_root")),
+    path("rh/", include("rhcompat.urls")),
     path("", include("frontend.urls")),
 ]
 

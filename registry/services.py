@@ -353,6 +353,16 @@ def secret_read_values_audited(*, actor: Any, resource: Resource) -> dict[str, s
     return values
 
 
+@transaction.atomic
+def secret_delete_values(*, actor: Any, resource: Resource) -> bool:
+    """Delete a secret's stored values (the resource stays); True if there were any."""
+    _require_secret(resource)
+    deleted, _ = SecretValue.objects.filter(resource=resource).delete()
+    if deleted:
+        audit_record(actor=actor, action="secret.delete", resource=resource)
+    return bool(deleted)
+
+
 # Tokens -------------------------------------------------------------------------
 
 

@@ -125,6 +125,7 @@ INSTALLED_APPS = [
     "registry",
     "compute",
     "frontend",
+    "rhcompat",
 ]
 
 MIDDLEWARE = [

@@ -1,8 +1,10 @@
 """Walks the URL conf: every view must go through den's access layer.
 
 API views derive from ``DenAPIView`` (resource views from ``ResourceAPIView``,
-whose ``resource(level)`` calls ``registry.access``); page views derive from
-the frontend's ``DenPageView``. No view module touches a model manager
+whose ``resource(level)`` calls ``registry.access``); the Runhouse-compatible
+views under ``rh/`` from ``RunhouseAPIView`` (resource views from
+``RunhouseResourceView``, likewise); page views derive from the frontend's
+``DenPageView``. No view module touches a model manager
 directly: reads go through selectors and the access layer, writes through
 services.
 """
@@ -21,6 +23,7 @@ from registry.api.base import DenAPIView, ResourceAPIView
 FOREIGN_VIEW_MODULES = ("django.contrib.admin", "drf_spectacular", "django.contrib.auth")
 PLAIN_VIEWS = {"den.urls.healthz"}
 RESOURCE_ROUTE = re.compile(r"\(\?P<address>")
+RH_RESOURCE_ROUTE = re.compile(r"\(\?P<uri>")
 
 
 def _walk(patterns, prefix=""):
@@ -55,7 +58,15 @@ def test_every_view_goes_through_the_access_layer():
         if cls is None:
             offenders.append(f"{route}: function view {module}.{callback.__name__}")
             continue
-        if route.startswith("api/"):
+        if route.startswith("rh"):
+            from rhcompat.base import RunhouseAPIView, RunhouseResourceView
+
+            if not issubclass(cls, RunhouseAPIView):
+                offenders.append(f"{route}: {cls.__name__} is not a RunhouseAPIView")
+            elif RH_RESOURCE_ROUTE.search(route) and not issubclass(cls, RunhouseResourceView):
+                offenders.append(f"{route}: {cls.__name__} addresses a resource without "
+                                 "RunhouseResourceView")
+        elif route.startswith("api/"):
             if not issubclass(cls, DenAPIView):
                 offenders.append(f"{route}: {cls.__name__} is not a DenAPIView")
             elif RESOURCE_ROUTE.search(route) and not issubclass(cls, ResourceAPIView):
@@ -70,7 +81,7 @@ def test_no_view_module_reaches_models_directly():
     for _, callback in _walk(get_resolver().url_patterns):
         cls = _view_class(callback)
         module = (cls or callback).__module__
-        if module.startswith(("registry", "frontend", "compute")):
+        if module.startswith(("registry", "frontend", "compute", "rhcompat")):
             modules.add(module)
     offenders = []
     for name in sorted(modules):
