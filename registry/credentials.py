@@ -42,6 +42,13 @@ def new_token() -> str:
     return TOKEN_PREFIX + random_part + _checksum(random_part)
 
 
+def token_from_digest(digest: bytes) -> str:
+    """A well-formed token made from ``digest`` (at least 23 bytes of a keyed
+    hash), for tokens den must be able to derive again, never to store."""
+    random_part = _base62(int.from_bytes(digest, "big"), _RANDOM_LENGTH)
+    return TOKEN_PREFIX + random_part + _checksum(random_part)
+
+
 def token_is_well_formed(token: str) -> bool:
     """True when the token has den's shape and its checksum matches."""
     if len(token) != TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):

@@ -67,8 +67,7 @@ def _derive(parent: ApiToken, namespace: str) -> str:
     user and namespace) while only its hash is ever stored."""
     message = f"rhcompat-subtoken\0{parent.token_hash}\0{namespace.lower()}".encode()
     digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).digest()
-    random_part = credentials._base62(int.from_bytes(digest, "big"), credentials._RANDOM_LENGTH)
-    return credentials.TOKEN_PREFIX + random_part + credentials._checksum(random_part)
+    return credentials.token_from_digest(digest)
 
 
 @transaction.atomic
