@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rest_framework.exceptions import AuthenticationFailed
@@ -27,6 +26,7 @@ from registry.access import Caller, access_resource
 from registry.api.authentication import BearerTokenAuthentication
 from registry.api.base import DenAPIView, ResourceAPIView
 from registry.api.errors import exception_handler as den_exception_handler
+from registry.api.parsers import parse_den_json
 from registry.models import ApiToken, Resource
 from rhcompat import mapping
 from rhcompat import services as rh_services
@@ -134,7 +134,9 @@ class RunhouseAPIView(DenAPIView):
         if not raw.strip():
             return None
         try:
-            return json.loads(raw)
+            return parse_den_json(raw.decode("utf-8"))
+        except errors.InvalidInput:
+            raise
         except (ValueError, UnicodeDecodeError) as exc:
             raise errors.InvalidInput(f"The request body is not valid JSON: {exc}",
                                       code="malformed_json") from None

@@ -50,6 +50,41 @@ def _top_level_field_of_deep_nesting(text: str) -> str | None:
     return None
 
 
+def parse_den_json(text: str) -> Any:
+    """Parse a JSON body that den may store: a 400 (``InvalidInput``) naming
+    the field for NUL, lone surrogates, non-finite numbers and nesting past
+    ``MAX_JSON_DEPTH``; ``ValueError`` for text that is not JSON at all. Every
+    view that reads a raw body (DRF's parser, the /rh/ views) goes through it."""
+    non_finite: list[str] = []
+
+    def parse_float(literal: str) -> float:
+        number = float(literal)
+        if number in (_INFINITY, -_INFINITY):
+            non_finite.append(literal)
+        return number
+
+    try:
+        data = json.loads(text, parse_constant=strict_constant, parse_float=parse_float)
+    except RecursionError:
+        field = _top_level_field_of_deep_nesting(text)
+        raise InvalidInput(
+            f"{field or 'The request body'} nests more than {MAX_JSON_DEPTH} levels deep; "
+            "flatten it.",
+            field=field,
+            code="too_deep",
+        ) from None
+    # The full walk costs several times the parse on a big config, so it
+    # runs only when the text holds what it looks for: an escaped NUL or
+    # surrogate (a raw one is invalid JSON or invalid UTF-8 already), or an
+    # infinite number. Otherwise only nesting is checked, and only when
+    # there are brackets enough to nest too deep.
+    if non_finite or _SUSPECT_ESCAPE.search(text):
+        return check_json(data)
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        return check_json_depth(data)
+    return data
+
+
 class DenJSONParser(JSONParser):
     """JSON bodies, refused with a 400 naming the field when the database
     could not store them (``registry.validation.check_json``)."""
@@ -61,33 +96,9 @@ class DenJSONParser(JSONParser):
             text = stream.read().decode(encoding)
         except UnicodeDecodeError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-        non_finite: list[str] = []
-
-        def parse_float(literal: str) -> float:
-            number = float(literal)
-            if number in (_INFINITY, -_INFINITY):
-                non_finite.append(literal)
-            return number
-
         try:
-            data = json.loads(text, parse_constant=strict_constant, parse_float=parse_float)
-        except RecursionError:
-            field = _top_level_field_of_deep_nesting(text)
-            raise InvalidInput(
-                f"{field or 'The request body'} nests more than {MAX_JSON_DEPTH} levels deep; "
-                "flatten it.",
-                field=field,
-                code="too_deep",
-            ) from None
+            return parse_den_json(text)
+        except InvalidInput:
+            raise
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-        # The full walk costs several times the parse on a big config, so it
-        # runs only when the text holds what it looks for: an escaped NUL or
-        # surrogate (a raw one is invalid JSON or invalid UTF-8 already), or an
-        # infinite number. Otherwise only nesting is checked, and only when
-        # there are brackets enough to nest too deep.
-        if non_finite or _SUSPECT_ESCAPE.search(text):
-            return check_json(data)
-        if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
-            return check_json_depth(data)
-        return data

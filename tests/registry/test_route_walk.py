@@ -117,7 +117,9 @@ def _good_arguments(route: Route, world: dict[str, Any]) -> dict[str, Any]:
     elif name.endswith("secret"):
         address = "alice/key"
     values = {"address": address, "number": "1", "who": "bob", "token": world["invitation"],
-              "token_id": world["spare_id"], "owner": "alice", "uidb64": "MQ"}
+              "token_id": world["spare_id"], "owner": "alice", "uidb64": "MQ",
+              # /rh/ routes: runhouse's owner:name URIs
+              "uri": address.replace("/", ":"), "username": "bob"}
     if name == "password-reset-confirm":
         values["token"] = "set-password"
     return {key: values[key] for key in route.arguments}
