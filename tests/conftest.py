@@ -16,6 +16,25 @@ from tests.factories import UserFactory, make_token
 pytest_plugins = ["tests.celery_worker"]
 
 
+def pytest_configure(config):
+    """Each test process keeps its cache keys apart: the test databases of
+    xdist workers reuse the same ids, and counters keyed by them (invitations
+    per user) must not add up across processes sharing one Redis.
+    Subprocesses (serve, Celery) inherit the prefix through the environment."""
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    prefix = f"test-{worker}-"
+    os.environ["DEN_CACHE_KEY_PREFIX"] = prefix
+    from django.conf import settings
+
+    if settings.configured:
+        from django.core.cache import caches
+
+        for alias, options in settings.CACHES.items():
+            if "KEY_PREFIX" in options:
+                options["KEY_PREFIX"] = prefix + ("throttle" if alias == "throttle" else "")
+        caches.__dict__.pop("settings", None)  # a cached_property of the old settings
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
