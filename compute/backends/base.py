@@ -12,7 +12,8 @@ calls ``poll_up`` with those handles every ``Pending.retry_in`` seconds until
 it returns ``Launched`` or raises. Services fence every call by the request's
 sequence number, so a backend never needs to know about newer requests; the
 whole start is bounded by ``LaunchSpec.start_timeout`` (``DEN_CLUSTER_START_TIMEOUT``),
-past which the service calls ``stop`` with the last handles it saw.
+past which the service fails it and calls ``cancel_up`` with the last handles
+it saw.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class Pending:
 
     handles: dict[str, Any]
     retry_in: float = 2.0
+    #: What the start waits for, naming the host ("10.0.0.5 to answer on port
+    #: 22"): said in the ``failed`` event if the start times out meanwhile.
+    waiting_for: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,16 @@ class ClusterBackend(abc.ABC):
         Raise ``BackendError`` when the start cannot succeed, and
         ``TransientBackendError`` for a hiccup the task should retry.
         """
+
+    def cancel_up(self, cluster_key: str, handles: Mapping[str, Any], log: LogFn) -> None:
+        """Undo the partial work of one start, named by its last ``handles``: a
+        start that was replaced by a newer request, timed out or failed.
+
+        Only what those handles name: a newer start of the same cluster may be
+        running beside it. The default calls ``stop``; override it where
+        ``stop`` would also reach a newer start's daemons.
+        """
+        self.stop(cluster_key, handles, log)
 
     @abc.abstractmethod
     def stop(self, cluster_key: str, handles: Mapping[str, Any], log: LogFn) -> None:
