@@ -141,6 +141,8 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
         # checks the default ("admins") in the processes where it is enforced.
         "DEN_LOCAL_CLUSTERS": "everyone",
         "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
+        # Tasks the worker enqueues itself (a start's polls) go to its own queue.
+        "DEN_COMPUTE_QUEUE": queue,
         "DEN_CLUSTER_DEN_URL": live_server.url,
         "DEN_CLUSTER_HEARTBEAT_SECONDS": "0.5",
         "DEN_CLUSTER_AUTH_CACHE_SECONDS": "1",

@@ -139,7 +139,11 @@ class LateSuccess:
 
 
 def test_an_old_start_succeeding_late_leaves_the_newer_daemon_alone(
-        celery_worker, make_cluster, people, outbox, monkeypatch):
+        celery_worker, make_cluster, people, outbox, monkeypatch, settings, live_server):
+    # Both starts run here: with the worker's cluster root, so that the worker
+    # (which tears the cluster down at the end) finds their daemons.
+    settings.DEN_CLUSTER_ROOT = str(celery_worker.cluster_root)
+    settings.DEN_CLUSTER_DEN_URL = live_server.url
     alice = people["users"]["alice"]
     cpu = make_cluster("latesuccess")
     services.cluster_request_up(actor=alice, resource=cpu)

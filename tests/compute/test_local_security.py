@@ -85,7 +85,7 @@ def test_an_owner_who_lost_staff_after_asking_gets_a_failed_start(make_cluster, 
     settings.DEN_LOCAL_CLUSTERS = "admins"
     cpu = make_cluster("demoted")
     state = ClusterState.objects.create(resource=cpu, status="provisioning", backend="local")
-    assert services.cluster_run_up(state_id=state.pk, claim="test-claim") is True
+    assert services.cluster_run_up(state_id=state.pk, seq=0, claim="test-claim") == "failed"
     state.refresh_from_db()
     assert state.status == "failed"
     assert "provider 'local'" in state.message
@@ -207,7 +207,7 @@ def test_a_start_that_cannot_work_fails_saying_what_to_do(case, make_cluster, se
         cpu = make_cluster("doomed")
         state = ClusterState.objects.create(resource=cpu, status="provisioning",
                                             backend="local")
-        assert services.cluster_run_up(state_id=state.pk, claim="test-claim") is True
+        assert services.cluster_run_up(state_id=state.pk, seq=0, claim="test-claim") == "failed"
         state.refresh_from_db()
         assert state.status == "failed"
         assert expected in state.message

@@ -60,7 +60,7 @@ def test_silent_cluster_becomes_unreachable_until_a_heartbeat(make_cluster, peop
     assert tasks.sweep_clusters.apply().get()["unreachable"] == 1
     assert state_of(cpu).status == "unreachable"
 
-    plain = services._mint_cluster_token(state_of(cpu))
+    plain = services._mint_cluster_token(state_of(cpu), state_of(cpu).request_seq)
     daemon = TokenClient().as_token(plain)
     response = daemon.post(f"/api/v1/resources{cpu.address}/-/cluster/heartbeat",
                            {"last_activity": timezone.now().isoformat(), "calls_in_flight": 0,
