@@ -8,7 +8,10 @@ other test runs sharing the same Redis never take its messages, nor it theirs.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -25,6 +28,17 @@ from tests.factories import UserFactory, make_token
 # Send the test functions by value: a local daemon that runs as its own
 # unprivileged user (den as root) cannot import this repository's modules.
 cloudpickle.register_pickle_by_value(remote_fns)
+
+
+@pytest.fixture
+def writable_tmp() -> Iterator[Path]:
+    """A temporary folder that code on a local daemon may write in, even when
+    the daemon runs as its own unprivileged user (den as root): pytest's own
+    (mode 0700, root's) is out of its reach."""
+    folder = Path(tempfile.mkdtemp(prefix="den-compute-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

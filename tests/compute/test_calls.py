@@ -81,7 +81,7 @@ def test_a_read_token_may_call_but_not_put(up_cluster, people):
         assert refused.value.status == 403
 
 
-def test_readers_send_plain_data_and_writers_anything(up_cluster, people, tmp_path):
+def test_readers_send_plain_data_and_writers_anything(up_cluster, people, writable_tmp):
     """With den itself answering the daemon's checks: a reader of the cluster (and
     the owner's read-only token) may call with plain data, but a pickle that runs
     code is refused with a 400 naming it; the owner, who writes the cluster, may
@@ -99,7 +99,7 @@ def test_readers_send_plain_data_and_writers_anything(up_cluster, people, tmp_pa
         owner.put_module("counter", Counter, init_args=(7,))
     read_token = make_token(users["alice"], scope="read")
     for token in (tokens["rita"], read_token):
-        marker = tmp_path / f"unpickled-{token[-6:]}"
+        marker = writable_tmp / f"unpickled-{token[-6:]}"
         with NodeClient(url, token=token, stream=None) as reader:
             assert reader.call("add", args=([1], [2])) == [1, 2]
             with pytest.raises(PickleRefused, match="pathlib.Path.touch") as refused:
@@ -110,7 +110,7 @@ def test_readers_send_plain_data_and_writers_anything(up_cluster, people, tmp_pa
             assert reader.call("counter", "get") == 7
         time.sleep(0.2)
         assert not marker.exists()
-    marker = tmp_path / "owner"
+    marker = writable_tmp / "owner"
     with NodeClient(url, token=tokens["alice"], stream=None) as owner, \
             pytest.raises(TypeError):  # touch() ran and returned None; None + 1 fails
         owner.call("add", args=(TouchOnUnpickle(str(marker)), 1))

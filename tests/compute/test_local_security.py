@@ -179,7 +179,7 @@ def test_a_failed_start_keeps_its_log_out_of_the_message(celery_worker, make_clu
         services.cluster_request_up(actor=people["users"]["alice"], resource=cpu)
         state = wait_status(cpu, "failed", worker=celery_worker)
     failed = ClusterEvent.objects.get(cluster__resource=cpu, kind="failed")
-    assert "exited with code" in failed.message and "details" in failed.message
+    assert "exited before it answered" in failed.message and "details" in failed.message
     for text in (failed.message, state.message):
         assert "in use" not in text.lower() and "Traceback" not in text
         assert str(celery_worker.cluster_root) not in text
