@@ -31,7 +31,9 @@ level the change needs.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,11 +55,13 @@ from compute.backends import (
     backend_name_for,
     get_backend,
 )
-from compute.models import ClusterEvent, ClusterState, ClusterStatus
+from compute.models import ClusterEvent, ClusterState, ClusterStatus, Deployment
 from registry import credentials
+from registry import selectors as registry_selectors
+from registry.access import Caller, access_resource
 from registry.authcache import bump_access_epoch
-from registry.errors import DenError, InvalidInput, PermissionDenied
-from registry.models import ApiToken, Resource, ResourceType, TokenScope
+from registry.errors import DenError, InvalidInput, NotFound, PermissionDenied, TooLarge
+from registry.models import AccessLevel, ApiToken, Resource, ResourceType, TokenScope
 from registry.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -840,3 +844,127 @@ def _who(actor: Any) -> str:
 def _autostop_text(minutes: int) -> str:
     return "never" if minutes <= 0 else f"{minutes} minute{'s' if minutes != 1 else ''}"
 
+
+
+# Deployments: what den puts back on a daemon that restarted ----------------------
+
+_OBJECT_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def deployment_save(*, caller: Caller, resource: Resource, name: Any, spec: Any) -> Deployment:
+    """Keep what a writer just put on the daemon of a saved function or module
+    (``spec``, the daemon's put body, under the object ``name``), so that den
+    can put it back after the cluster restarts.
+
+    The caller has write access to the resource (the view checked) and must
+    have it on the cluster it runs on, as the daemon demanded for the put:
+    otherwise anyone who may write a function could make another's cluster
+    run code by pointing the function at it. Its code bundle must already be
+    in den (``PUT /api/v1/code/<sha>``).
+    """
+    if resource.type not in (ResourceType.FUNCTION, ResourceType.MODULE):
+        raise InvalidInput(f"{resource.address} is a {resource.type}; only functions and "
+                           "modules run on clusters.", code="not_runnable")
+    system = (resource.config or {}).get("system")
+    if not isinstance(system, str) or not system:
+        raise InvalidInput(f"{resource.address} is not set to run on a cluster: save it with "
+                           "its system first.", field="config.system")
+    cluster = access_resource(caller, system, AccessLevel.WRITE)
+    require_cluster(cluster)
+    if not isinstance(name, str) or not _OBJECT_NAME_RE.match(name):
+        raise InvalidInput("name must be the daemon's object name: 1-200 letters, digits, "
+                           "'.', '_' or '-'.", field="name")
+    spec = _check_spec(resource, spec)
+    text = json.dumps(spec, separators=(",", ":"))
+    limit = settings.DEN_DEPLOYMENT_MAX_MB * 1024 * 1024
+    if len(text) > limit:
+        raise TooLarge(f"What runs for {resource.address} is {len(text)} bytes as JSON; den "
+                       f"keeps at most {settings.DEN_DEPLOYMENT_MAX_MB} MB of it.")
+    code = spec.get("code") or ""
+    if code and not registry_selectors.code_bundle_exists(sha=code):
+        raise InvalidInput(f"den has no code bundle {code}: upload it first "
+                           f"(PUT /api/v1/code/{code}).", field="spec.code")
+    restores = ""
+    if resource.type == ResourceType.MODULE:
+        restores = "init" if (spec.get("init") or spec.get("init_json")) else "value"
+    with transaction.atomic():
+        deployment, _ = Deployment.objects.update_or_create(
+            resource=resource,
+            defaults={"cluster": cluster, "object_name": name, "code": code,
+                      "kind": str(spec["kind"]), "restores_state": restores,
+                      "spec_encrypted": credentials.encrypt_values({"spec": text}),
+                      "deployed_by": caller.user, "size": len(text)},
+        )
+        audit_record(actor=caller.user, action="deployment.save", resource=resource,
+                     cluster=cluster.address, code=code, object_name=name)
+    return deployment
+
+
+def _check_spec(resource: Resource, spec: Any) -> dict[str, Any]:
+    """The put body's fields that den relies on, checked; the daemon checks
+    the rest again when it is put back."""
+    if not isinstance(spec, dict):
+        raise InvalidInput("spec must be the daemon's put body, a JSON object.", field="spec")
+    if spec.get("kind", "function") != resource.type:
+        raise InvalidInput(f"spec.kind must be {resource.type!r}, the type of "
+                           f"{resource.address}.", field="spec.kind")
+    if spec.get("address") != resource.address:
+        raise InvalidInput(f"spec.address must be {resource.address}, the address it is "
+                           "saved at.", field="spec.address")
+    code = spec.get("code")
+    if code is not None and (not isinstance(code, str) or not _SHA256_RE.match(code)):
+        raise InvalidInput("spec.code must be a SHA-256 hex digest, or null.",
+                           field="spec.code")
+    by_value, pointers = spec.get("by_value"), spec.get("pointers")
+    if not (isinstance(by_value, str) or (
+            isinstance(pointers, dict) and isinstance(pointers.get("module"), str)
+            and isinstance(pointers.get("qualname"), str))):
+        raise InvalidInput("spec needs by_value (base64) or pointers {module, qualname}.",
+                           field="spec.pointers")
+    return {**spec, "kind": resource.type}
+
+
+def deployment_for_daemon(*, caller: Caller, resource: Resource) -> dict[str, Any]:
+    """What a cluster's daemon needs to put ``resource`` back: its object
+    name, the put body, and whether a module comes back from its constructor
+    arguments. ``resource`` came from ``registry.access.access_runs_on_cluster``
+    (it runs on the caller's cluster).
+
+    NotFound, saying so, when den holds no copy for this cluster, or when the
+    one who saved it may no longer write the cluster (then it must not run
+    there again unless someone who may sends it).
+    """
+    deployment = (Deployment.objects.select_related("cluster__owner", "deployed_by")
+                  .filter(resource=resource, cluster_id=caller.cluster_id).first())
+    missing = NotFound(
+        f"den holds no saved copy of {resource.address} for this cluster (it was saved "
+        "before den kept copies, or never sent to it), so whatever state it had is lost; "
+        "its owner must send it again with .to(cluster).", code="no_deployment")
+    if deployment is None or deployment.deployed_by is None:
+        raise missing
+    try:
+        access_resource(Caller(user=deployment.deployed_by), deployment.cluster.address,
+                        AccessLevel.WRITE)
+    except (NotFound, PermissionDenied):
+        raise missing from None
+    text = credentials.decrypt_values(deployment.spec_encrypted)["spec"]
+    state = ClusterState.objects.filter(resource_id=deployment.cluster_id).first()
+    if state is not None:
+        event_record(state=state, kind="restored",
+                     message="The daemon put a saved function or module back from den's "
+                             "copy, for a call after it restarted.",
+                     address=resource.address, code=deployment.code)
+    return {"name": deployment.object_name, "spec": json.loads(text),
+            "restores_state": deployment.restores_state, "code": deployment.code or None}
+
+
+def deployment_code_for_daemon(*, caller: Caller, resource: Resource) -> bytes:
+    """The code bundle of ``resource``'s deployment on the caller's cluster."""
+    code = (Deployment.objects.filter(resource=resource, cluster_id=caller.cluster_id)
+            .values_list("code", flat=True).first())
+    data = registry_selectors.code_bundle_get(sha=code) if code else None
+    if data is None:
+        raise NotFound(f"den holds no code bundle for {resource.address} on this cluster.",
+                       code="no_code")
+    return data

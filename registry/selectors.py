@@ -134,3 +134,19 @@ def audit_list(*, caller: Caller, resource: Resource | None = None) -> QuerySet[
     if resource is not None:
         return AuditEvent.objects.filter(resource_id=resource.pk)
     return AuditEvent.objects.filter(actor=caller.user)
+
+
+def code_bundle_exists(*, sha: str) -> bool:
+    """Whether den keeps the code bundle with this SHA-256."""
+    from registry.models import CodeBundle
+
+    return CodeBundle.objects.filter(sha256=sha).exists()
+
+
+def code_bundle_get(*, sha: str) -> bytes | None:
+    """The bytes of a kept code bundle; callers have checked who may read it."""
+    from registry.models import CodeBundle
+
+    data = CodeBundle.objects.filter(sha256=sha).values_list("data", flat=True).first()
+    return bytes(data) if data is not None else None
+

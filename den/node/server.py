@@ -18,6 +18,7 @@ from den.node.config import NodeConfig, parse_args
 from den.node.envs import EnvError, EnvSpec
 from den.node.hardening import set_non_dumpable
 from den.node.httpserver import HttpServer
+from den.node.restore import Restorer
 from den.node.runtime import Runtime
 
 log = logging.getLogger("den.node")
@@ -97,6 +98,8 @@ def build_app(config: NodeConfig) -> tuple[NodeApp, Runtime]:
         else None
     )
     app = NodeApp(config, runtime, auth)
+    if auth is not None and config.den_url and config.cluster_token:
+        app.restorer = Restorer(config.den_url, config.cluster_token, runtime, client)
     link = DenLink(config, runtime, client)
     tasks: list[asyncio.Task[None]] = []
 

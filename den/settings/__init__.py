@@ -364,6 +364,11 @@ DEN_CLUSTER_USER = env("DEN_CLUSTER_USER", "den-cluster")
 # The python3 that user runs the daemon with; empty: the first 3.9+ found in /usr/bin, ...
 DEN_CLUSTER_PYTHON = env("DEN_CLUSTER_PYTHON")
 DEN_CLUSTER_SWEEP_SECONDS = float(env("DEN_CLUSTER_SWEEP_SECONDS", "30"))
+# What den keeps to put saved functions back on a cluster that restarted: code
+# bundles (the client's own cap on one is 50 MB) and the daemon's put body of
+# each saved function or module (by-value pickles, constructor arguments).
+DEN_CODE_BUNDLE_MAX_MB = int(env("DEN_CODE_BUNDLE_MAX_MB", "50"))
+DEN_DEPLOYMENT_MAX_MB = int(env("DEN_DEPLOYMENT_MAX_MB", "16"))
 # An SSE stream of cluster events lasts at most this long; clients reconnect.
 DEN_CLUSTER_EVENTS_STREAM_SECONDS = float(env("DEN_CLUSTER_EVENTS_STREAM_SECONDS", "25"))
 CELERY_BEAT_SCHEDULE = {

@@ -224,7 +224,7 @@ def test_code_bundles_respect_gitignore_and_the_size_cap(team, cleanup_clusters,
 
 
 def test_readers_send_data_writers_send_code_and_owners_widen_it(team, cleanup_clusters,
-                                                                 tmp_path):
+                                                                 shared_tmp):
     """Through den and its client: a teammate with read access calls with plain data;
     an argument whose unpickling runs code is refused as den.BadRequest and never
     runs; the owner's pickle_allow lets readers send a type of the owner's."""
@@ -236,7 +236,8 @@ def test_readers_send_data_writers_send_code_and_owners_widen_it(team, cleanup_c
     add = den.function(remote_fns.add).to(cpu).save()
     for fn in (norm, add):
         fn.share("rita")
-    marker = tmp_path / "unpickled"
+    shared_tmp.chmod(0o1777)  # the daemon, as its own user, writes the marker
+    marker = shared_tmp / "unpickled"
     # The owner writes the cluster: any pickle goes (touch runs, then add fails).
     with pytest.raises(TypeError):
         add(remote_fns.TouchOnUnpickle(str(marker)), 1)
