@@ -9,6 +9,7 @@ from registry.models import (
     AccessGrant,
     ApiToken,
     AuditEvent,
+    CodeBundle,
     Invitation,
     PendingGrant,
     Resource,
@@ -134,3 +135,20 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(CodeBundle)
+class CodeBundleAdmin(admin.ModelAdmin):
+    """Shown, never edited: a bundle is its hash, and daemons unpack it as is."""
+
+    list_display = ("sha256", "size", "uploaded_by", "created_at")
+    search_fields = ("sha256",)
+    exclude = ("data",)
+    readonly_fields = ("sha256", "size", "uploaded_by", "created_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+

@@ -69,9 +69,11 @@ class ClusterProbeView(ClusterAPIView):
     """``POST .../-/cluster/probe``: a caller could not reach the daemon; den
     checks it at once (``services.cluster_probe``) and answers the status.
     Asked about a function or module, it probes the cluster that runs it, for
-    whoever may call it (as ``ClusterView``)."""
+    whoever may call it (as ``ClusterView``). A report, not a change anyone
+    asks for, so read-only tokens may send it too."""
 
     allow_anonymous_read = False
+    allow_read_token_post = True
 
     @extend_schema(request=None, responses={200: s.ClusterStateSerializer})
     def post(self, request: Request, address: str) -> Response:

@@ -304,12 +304,12 @@ def _check_placements(blocks: Any, axes: Any) -> None:
     from pandas.core.indexes.base import Index
     from pandas.core.internals.blocks import Block
 
-    if not isinstance(axes, list | tuple) or not axes or not all(
+    if not isinstance(axes, (list, tuple)) or not axes or not all(
             isinstance(ax, Index) for ax in axes):
         raise PickleRefused("a pandas block manager whose axes are not indexes", action="make")
     n = len(axes[0])
     seen = 0
-    for blk in blocks if isinstance(blocks, list | tuple) else (blocks,):
+    for blk in blocks if isinstance(blocks, (list, tuple)) else (blocks,):
         if not isinstance(blk, Block):
             raise PickleRefused("a pandas block manager holding a non-block", action="make")
         locs = np.asarray(blk.mgr_locs.as_array)
@@ -369,7 +369,7 @@ def _check_pandas_made(obj: Any) -> None:
     import numpy as np
     import pandas as pd
 
-    if isinstance(obj, pd.Categorical | pd.arrays.StringArray) \
+    if isinstance(obj, (pd.Categorical, pd.arrays.StringArray)) \
             and getattr(obj, "_ndarray", None) is None:
         return  # made empty by its reconstructor; checked again once BUILD fills it
     if isinstance(obj, pd.Categorical):

@@ -1,6 +1,7 @@
 """API-wide permission: a user is needed (unless the view says otherwise) and
-read-scoped tokens are refused every write, and a cluster's own token is
-refused everywhere but the few views that allow it. Per-resource rules live in
+read-scoped tokens are refused every write (but the few reports a reader may
+make, ``allow_read_token_post``), and a cluster's own token is refused
+everywhere but the few views that allow it. Per-resource rules live in
 ``registry.access``, never here."""
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class TokenScopePermission(BasePermission):
                 "This is a cluster's own token: it may only send that cluster's heartbeats "
                 "and check tokens. Use your own token here."
             )
-        if not safe and isinstance(token, ApiToken) and token.scope == TokenScope.READ:
+        if (
+            not safe
+            and isinstance(token, ApiToken)
+            and token.scope == TokenScope.READ
+            and not getattr(view, "allow_read_token_post", False)
+        ):
             raise PermissionDenied("This token is read-only; create a write token to change things.")
         return True

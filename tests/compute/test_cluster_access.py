@@ -32,7 +32,9 @@ CLUSTER_ENDPOINTS = [
     # Users may never post heartbeats: those who may read the cluster get 403.
     ("cluster-heartbeat", "post", f"{BASE}/heartbeat", HEARTBEAT, R, 403),
 ]
-CLUSTER_ROUTE_NAMES = {endpoint[0] for endpoint in CLUSTER_ENDPOINTS}
+# ... and those whose matrices are in tests/compute/test_deployments.py.
+CLUSTER_ROUTE_NAMES = {endpoint[0] for endpoint in CLUSTER_ENDPOINTS} | {
+    "cluster-probe", "deployment", "deployment-code", "code-bundle"}
 
 
 @pytest.fixture
