@@ -142,6 +142,7 @@ def _set_status(state: ClusterState, status: str, **fields: Any) -> None:
     state.start_deadline_at = None
     state.launch_token = ""
     state.waiting_for = ""
+    state.autostop_requested_at = None
     # The request's task should run by then; past it the sweep enqueues it again.
     state.next_step_at = now + _step_grace()
     for name, value in fields.items():
@@ -312,7 +313,8 @@ def cluster_set_autostop(*, actor: Any, resource: Resource, autostop_mins: Any) 
     state = _lock_state(resource)
     old = state.effective_autostop_mins
     state.autostop_mins = autostop_mins
-    state.save(update_fields=["autostop_mins", "updated_at"])
+    state.autostop_requested_at = None  # asked under the old setting
+    state.save(update_fields=["autostop_mins", "autostop_requested_at", "updated_at"])
     event_record(state=state, kind="autostop.set",
                  message=f"{_who(actor)} set autostop to {_autostop_text(autostop_mins)}.",
                  autostop_mins=autostop_mins)
@@ -329,8 +331,18 @@ def cluster_record_heartbeat(
     last_activity: datetime | None = None,
     calls_in_flight: int = 0,
     objects: int = 0,
-) -> ClusterState:
-    """Record a heartbeat from the cluster's daemon, sent with its own token.
+    draining: bool = False,
+) -> dict[str, Any]:
+    """Record a heartbeat from the cluster's daemon, sent with its own token,
+    and answer what den wants of it: its autostop now (which may have changed
+    since it started) and whether to stop for autostop.
+
+    Autostop is a handshake, so that it never stops a cluster during a call:
+    the sweep only *asks* (``autostop_requested_at``); the daemon, when it
+    has no call in flight at that moment, stops taking calls (``draining``)
+    and says so in its next heartbeat, and only then does den ask for the
+    stop. A daemon with a call in flight says so instead, and the request
+    lapses until it is idle long enough again.
 
     A heartbeat from an unreachable cluster makes it ``up`` again (audited,
     like every status change a person did not ask for). Routine heartbeats
@@ -344,19 +356,42 @@ def cluster_record_heartbeat(
         )
     now = timezone.now()
     state = _lock_state(resource)
+    seen_activity = state.last_activity_at
     if last_activity is not None:
         state.last_activity_at = min(last_activity, now)
     state.last_heartbeat_at = now
     state.calls_in_flight = calls_in_flight
     state.objects_count = objects
+    # Busy since den asked: a call in flight, or activity den had not seen.
+    busy = bool(calls_in_flight) or (
+        seen_activity is not None and state.last_activity_at is not None
+        and state.last_activity_at > seen_activity)
     if state.status == S.UNREACHABLE:
         state.status = S.UP
         state.status_changed_at = now
         event_record(state=state, kind="reachable",
                      message="Heartbeats arrive again; the cluster is up.")
         audit_record(actor=None, action="cluster.reachable", resource=resource)
+    answer: dict[str, Any] = {"autostop_mins": state.effective_autostop_mins,
+                              "autostop": False, "stop": False}
+    if state.autostop_requested_at is not None:
+        if state.status != S.UP or busy:
+            state.autostop_requested_at = None
+            if busy:
+                event_record(state=state, kind="autostop.spared", message=(
+                    "Not stopped for autostop: a call was running, or had run since."))
+        elif draining:
+            minutes = state.effective_autostop_mins
+            state.save()
+            _request_stop(actor=None, state=state, action="cluster.autostop",
+                          message=f"Idle for over {_autostop_text(minutes)} with no call in "
+                                  "flight: stopping it (autostop).")
+            answer["stop"] = True
+            return answer
+        else:
+            answer["autostop"] = True
     state.save()
-    return state
+    return answer
 
 
 # Work (task-side) -----------------------------------------------------------------
@@ -825,15 +860,20 @@ def _idle_past_autostop(state: ClusterState, now: datetime) -> bool:
 
 @transaction.atomic
 def cluster_autostop(*, state_id: int, now: datetime) -> int:
-    """Stop one idle cluster, re-checked under its lock; 1 if it was stopped."""
+    """Ask an idle cluster's daemon to stop for autostop (re-checked under its
+    lock); 1 if asked now. The daemon's next heartbeat answers: it stops
+    taking calls and den stops it, or it has a call in flight and is spared
+    (``cluster_record_heartbeat``)."""
     state = (ClusterState.objects.select_for_update().select_related("resource__owner")
              .filter(id=state_id).first())
-    if state is None or state.status != S.UP or not _idle_past_autostop(state, now):
+    if (state is None or state.status != S.UP or state.autostop_requested_at is not None
+            or not _idle_past_autostop(state, now)):
         return 0
-    minutes = state.effective_autostop_mins
-    _request_stop(actor=None, state=state, action="cluster.autostop",
-                  message=f"Idle for over {_autostop_text(minutes)} with no call in flight: "
-                          "stopping it (autostop).")
+    state.autostop_requested_at = now
+    state.save(update_fields=["autostop_requested_at", "updated_at"])
+    event_record(state=state, kind="autostop.asked", message=(
+        f"Idle for over {_autostop_text(state.effective_autostop_mins)} with no call in "
+        "flight: asking the daemon to stop (autostop)."))
     return 1
 
 

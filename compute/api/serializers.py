@@ -62,6 +62,16 @@ class HeartbeatSerializer(serializers.Serializer):
     last_activity = serializers.DateTimeField(required=False, allow_null=True)
     calls_in_flight = serializers.IntegerField(min_value=0, required=False, default=0)
     objects = serializers.IntegerField(min_value=0, required=False, default=0)
+    draining = serializers.BooleanField(required=False, default=False)
+
+
+class HeartbeatAnswerSerializer(serializers.Serializer):
+    """What den answers a heartbeat: the autostop in force, and whether to stop
+    taking calls for autostop (``autostop``) or that den is stopping it (``stop``)."""
+
+    autostop_mins = serializers.IntegerField()
+    autostop = serializers.BooleanField()
+    stop = serializers.BooleanField()
 
 
 class DeploymentSerializer(serializers.Serializer):

@@ -168,18 +168,19 @@ class ClusterHeartbeatView(ClusterAPIView):
     allow_anonymous_read = False
     allow_cluster_token = True
 
-    @extend_schema(request=s.HeartbeatSerializer, responses={204: None})
+    @extend_schema(request=s.HeartbeatSerializer, responses={200: s.HeartbeatAnswerSerializer})
     def post(self, request: Request, address: str) -> Response:
         resource = self.cluster(READ)
         data = self.parse(s.HeartbeatSerializer)
-        services.cluster_record_heartbeat(
+        answer = services.cluster_record_heartbeat(
             resource=resource,
             token=request.auth,
             last_activity=data.get("last_activity"),
             calls_in_flight=data["calls_in_flight"],
             objects=data["objects"],
+            draining=data["draining"],
         )
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(s.HeartbeatAnswerSerializer(answer).data)
 
 
 class DeploymentView(ResourceAPIView):

@@ -64,6 +64,9 @@ class ClusterState(models.Model):
         max_length=300, blank=True, default="",
         help_text="What the start under way waits for (said if it times out).")
     last_probe_at = models.DateTimeField(null=True, blank=True)
+    autostop_requested_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the sweep asked the idle daemon to stop; it confirms in a heartbeat.")
     backend = models.CharField(max_length=32, blank=True, default="")
     handles = models.JSONField(
         default=dict, blank=True,

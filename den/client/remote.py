@@ -305,6 +305,8 @@ def _translate(exc: BaseException, what: str) -> BaseException:
         return ValidationError(f"Cannot send the code of {what}: {message}.", field="code")
     if isinstance(exc, node_errors.NodeUnreachable):
         return NetworkError(f"{what}: {message}.")
+    if isinstance(exc, node_errors.ClusterStopping):
+        return NoRunningCluster(f"{what}: {message}.", code="cluster_stopping", status=status)
     return DenError(f"{what}: {message}.", code=exc.code, status=status)
 
 

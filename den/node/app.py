@@ -222,6 +222,22 @@ class NodeApp:
     async def _call(self, scope: Scope, receive: Receive, send: Send, name: str,
                     method: str) -> None:
         rt = self.runtime
+        # Checked and counted before anything awaits, so that autostop (which
+        # drains only when no call is in flight) never stops a call that began.
+        if rt.draining:
+            raise HttpError(503, "cluster_stopping",
+                            "this cluster is stopping: it sat idle past its autostop; bring "
+                            "it up again (den.cluster(...).up_if_not()) and call again")
+        rt.calls_in_flight += 1
+        try:
+            await self._call_counted(scope, receive, send, name, method)
+        finally:
+            rt.calls_in_flight -= 1
+            rt.touch()
+
+    async def _call_counted(self, scope: Scope, receive: Receive, send: Send, name: str,
+                            method: str) -> None:
+        rt = self.runtime
         rec = rt.objects.get(name)
         restored = ""
         if rec is None:
@@ -280,7 +296,6 @@ class NodeApp:
             inbox.push((p.LOG, _RESTORED_FROM_INIT.format(rec.address).encode()))
         if len(body) >= 1 << 16:
             await env.drain()
-        rt.calls_in_flight += 1
         timer = None
         try:
             if timeout:
@@ -296,8 +311,6 @@ class NodeApp:
             env.close(cid)
             if timer is not None:
                 timer.cancel()
-            rt.calls_in_flight -= 1
-            rt.touch()
 
     async def _restore(self, scope: Scope, name: str) -> tuple[ObjectRecord, str]:
         """A call for an object this daemon does not hold: when the caller says

@@ -85,6 +85,7 @@ ERROR_STATUS = {
     "internal": 500,
     "worker_crashed": 502,
     "den_unavailable": 503,
+    "cluster_stopping": 503,
     "timeout": 504,
 }
 
