@@ -157,7 +157,7 @@ def _step_grace() -> timedelta:
 
 
 def _claim(state_id: int, *, seq: int, expect: tuple[str, ...], becomes: str, claim: str,
-           **fields: Any) -> bool:
+           step: int | None = None, **fields: Any) -> bool:
     """Claim the first step of request ``seq`` for the task message ``claim`` (its id).
 
     Succeeds only while that request is still the newest, the cluster is in
@@ -165,9 +165,11 @@ def _claim(state_id: int, *, seq: int, expect: tuple[str, ...], becomes: str, cl
     of the same message (same id) may claim again, so that work interrupted
     by a lost worker is picked up.
     """
+    query = ClusterState.objects.filter(id=state_id, request_seq=seq, status__in=expect)
+    if step is not None:
+        query = query.filter(poll_step=step)
     changed = (
-        ClusterState.objects.filter(id=state_id, request_seq=seq, status__in=expect)
-        .filter(Q(claimed_by="") | Q(claimed_by=claim))
+        query.filter(Q(claimed_by="") | Q(claimed_by=claim))
         .update(status=becomes, claimed_by=claim, updated_at=timezone.now(), **fields)
     )
     return changed == 1
@@ -446,14 +448,13 @@ def cluster_run_up(*, state_id: int, seq: int, claim: str) -> str:
     """
     now = timezone.now()
     deadline = now + timedelta(seconds=settings.DEN_CLUSTER_START_TIMEOUT)
+    # step=0: a redelivered first step must not match a start that has moved on
+    # to polling (its work is done).
     if not _claim(state_id, seq=seq, expect=_STARTING, becomes=S.STARTING, claim=claim,
-                  poll_step=0, next_step_at=now + _step_grace(),
+                  step=0, next_step_at=now + _step_grace(),
                   start_deadline_at=Coalesce(F("start_deadline_at"), Value(deadline))):
         return "skipped"
-    # A redelivered claim must not match a start that has moved on to polling.
     state = _load(state_id)
-    if state.poll_step != 0:
-        return "skipped"
     backend = _backend_of(state)
     try:
         # Checked again here: the owner may have lost staff since the request.

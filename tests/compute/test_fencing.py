@@ -13,43 +13,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-from celery.app.task import Task
-
 from compute import services
 from compute.backends import BackendError, get_backend
 from compute.models import ClusterEvent
 from tests.compute.conftest import node_processes, state_of, wait_status
-
-
-class Outbox:
-    """Task messages the services sent, kept to be run by the test."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Task, tuple[Any, ...], dict[str, Any]]] = []
-
-    def take(self, name: str) -> tuple[Task, tuple[Any, ...], dict[str, Any]]:
-        for index, (task, args, kwargs) in enumerate(self.sent):
-            if task.name == name:
-                del self.sent[index]
-                return task, args, kwargs
-        raise AssertionError(f"no {name} message was sent (sent: "
-                             f"{[t.name for t, _, _ in self.sent]})")
-
-    def run(self, name: str, task_id: str) -> Any:
-        task, args, kwargs = self.take(name)
-        return task.apply(args=args, kwargs=kwargs, task_id=task_id).get(propagate=False)
-
-
-@pytest.fixture
-def outbox(monkeypatch) -> Outbox:
-    box = Outbox()
-
-    def capture(self: Task, args: Any = None, kwargs: Any = None, **options: Any) -> None:
-        box.sent.append((self, tuple(args or ()), dict(kwargs or {})))
-
-    monkeypatch.setattr(Task, "apply_async", capture)
-    return box
 
 
 class LateFailure:
