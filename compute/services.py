@@ -453,7 +453,7 @@ def cluster_run_up(*, state_id: int, seq: int, claim: str) -> str:
     if not _claim(state_id, seq=seq, expect=_STARTING, becomes=S.STARTING, claim=claim,
                   step=0, next_step_at=now + _step_grace(),
                   start_deadline_at=Coalesce(F("start_deadline_at"), Value(deadline))):
-        return "skipped"
+        return _resend_lost_poll(state_id, seq=seq, step=0, claim=claim)
     state = _load(state_id)
     backend = _backend_of(state)
     try:
@@ -477,17 +477,34 @@ def cluster_run_up(*, state_id: int, seq: int, claim: str) -> str:
     except BackendError as exc:
         _fail_start(state_id=state_id, seq=seq, message=str(exc), details=exc.details)
         return "failed"
-    return _advance(state, seq=seq, step=0, result=result, backend=backend, token=token)
+    return _advance(state, seq=seq, step=0, result=result, backend=backend, token=token,
+                    claim=claim)
 
 
-def cluster_run_poll(*, state_id: int, seq: int, step: int) -> str:
+def _resend_lost_poll(state_id: int, *, seq: int, step: int, claim: str) -> str:
+    """A step's message came again after it had already advanced the start:
+    if this very message (``claim``, its id) advanced it, its worker may have
+    died before it sent the next poll, so send it again (a duplicate poll is
+    skipped). Any other message has nothing to do."""
+    with transaction.atomic():
+        state = (ClusterState.objects.select_for_update()
+                 .filter(id=state_id, request_seq=seq, status=S.STARTING,
+                         poll_step=step + 1, claimed_by=claim).first())
+        if state is None:
+            return "skipped"
+        _enqueue("cluster_poll_up", state, step + 1)
+    return "resent"
+
+
+def cluster_run_poll(*, state_id: int, seq: int, step: int, claim: str = "") -> str:
     """Continue a start: poll number ``step`` of request ``seq``. Does nothing
     unless that request is still the newest and no other poll took this step;
     fails the start once it is past its deadline."""
     state = _load_or_none(state_id)
     if state is None or (state.request_seq, state.status, state.poll_step) != (
             seq, S.STARTING, step):
-        return "skipped"
+        return _resend_lost_poll(state_id, seq=seq, step=step, claim=claim) if claim \
+            else "skipped"
     backend = _backend_of(state)
     if state.start_deadline_at is not None and timezone.now() >= state.start_deadline_at:
         _fail_start(state_id=state_id, seq=seq, message=_timeout_message(state))
@@ -503,7 +520,8 @@ def cluster_run_poll(*, state_id: int, seq: int, step: int) -> str:
     except BackendError as exc:
         _fail_start(state_id=state_id, seq=seq, message=str(exc), details=exc.details)
         return "failed"
-    return _advance(state, seq=seq, step=step, result=result, backend=backend, token=token)
+    return _advance(state, seq=seq, step=step, result=result, backend=backend, token=token,
+                    claim=claim)
 
 
 def _timeout_message(state: ClusterState) -> str:
@@ -514,7 +532,7 @@ def _timeout_message(state: ClusterState) -> str:
 
 
 def _advance(state: ClusterState, *, seq: int, step: int, result: Launched | Pending,
-             backend: ClusterBackend, token: str) -> str:
+             backend: ClusterBackend, token: str, claim: str) -> str:
     """Record what step ``step`` of request ``seq`` got from the backend: a
     Pending (enqueue the next poll) or a Launched (the cluster is up).
 
@@ -528,7 +546,8 @@ def _advance(state: ClusterState, *, seq: int, step: int, result: Launched | Pen
                                        poll_step=step)
     with transaction.atomic():
         if isinstance(result, Pending):
-            moved = live.update(handles=result.handles, poll_step=step + 1, claimed_by="",
+            # claimed_by: the message that advanced it, should it come again.
+            moved = live.update(handles=result.handles, poll_step=step + 1, claimed_by=claim,
                                 waiting_for=result.waiting_for[:300], updated_at=now,
                                 next_step_at=now + timedelta(seconds=result.retry_in)
                                 + _step_grace())

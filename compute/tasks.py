@@ -81,7 +81,8 @@ def cluster_up(self: Task, state_id: int, seq: int) -> str:
 @shared_task(name="compute.cluster_poll_up", base=ClusterTask, **_COMMON)
 def cluster_poll_up(self: Task, state_id: int, seq: int, step: int) -> str:
     """Poll number ``step`` of a start under way; enqueues the next one itself."""
-    return services.cluster_run_poll(state_id=state_id, seq=seq, step=step)
+    return services.cluster_run_poll(state_id=state_id, seq=seq, step=step,
+                                     claim=str(self.request.id))
 
 
 @shared_task(name="compute.cluster_stop", base=ClusterTask, **_COMMON)
