@@ -34,6 +34,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -742,43 +743,66 @@ def cluster_run_release(*, backend: str, cluster_key: str, handles: dict[str, An
 
 
 def cluster_probe(*, resource: Resource) -> ClusterState:
-    """Check at once whether an ``up`` cluster's daemon still answers, because
-    a caller could not reach it: if the backend sees it stopped or not
-    answering, the cluster becomes ``unreachable`` now (with an event), rather
-    than after the heartbeat timeout, so that ``up_if_not()`` starts it again.
+    """A caller could not reach an ``up`` cluster's daemon: have a worker check
+    it at once (``cluster_run_probe``), and wait a few seconds for the answer,
+    so that the caller learns the truth now rather than after the heartbeat
+    timeout, and ``up_if_not()`` starts a daemon that is gone.
 
-    Probes of one cluster run at most every ``DEN_CLUSTER_PROBE_SECONDS``; a
-    probe asked for sooner answers the state as it is. The check itself is
-    the backend's ``status`` (quick: a health request).
+    The check runs on a worker, not here: backends belong there (a local
+    daemon lives on the worker's machine, SSH keys are the worker's). Probes
+    of one cluster run at most every ``DEN_CLUSTER_PROBE_SECONDS``; one asked
+    for sooner waits for the one under way, or answers the state as it is.
     """
     require_cluster(resource)
     now = timezone.now()
     since = now - timedelta(seconds=settings.DEN_CLUSTER_PROBE_SECONDS)
-    state = ClusterState.objects.filter(resource=resource).first()
-    if state is None or state.status != S.UP:
-        return _state_of(resource)
-    if not ClusterState.objects.filter(id=state.pk, status=S.UP).filter(
-            Q(last_probe_at__isnull=True) | Q(last_probe_at__lt=since)).update(
-                last_probe_at=now):
-        return _state_of(resource)
-    state.resource = resource
-    try:
-        seen = _backend_of(state).status(str(resource.pk), state.handles)
-    except Exception as exc:  # a probe that cannot tell changes nothing
-        logger.warning("cluster %s: probe failed: %s", resource.pk, type(exc).__name__)
-        return _state_of(resource)
-    if seen != "up":
-        with transaction.atomic():
-            if ClusterState.objects.filter(
-                    id=state.pk, status=S.UP, request_seq=state.request_seq).update(
-                        status=S.UNREACHABLE, status_changed_at=timezone.now(),
-                        updated_at=timezone.now()):
-                what = "is not running" if seen == "stopped" else "does not answer"
-                event_record(state=state, kind="unreachable", message=(
-                    f"A caller could not reach the node daemon, and den found that it {what}; "
-                    "bring the cluster up again (up_if_not() does)."), seen=seen)
-                audit_record(actor=None, action="cluster.unreachable", resource=resource)
+    with transaction.atomic():
+        state = (ClusterState.objects.select_for_update().select_related("resource__owner")
+                 .filter(resource=resource).first())
+        if state is None or state.status != S.UP:
+            return _state_of(resource)
+        if state.last_probe_at is None or state.last_probe_at < since:
+            state.last_probe_at = now
+            state.save(update_fields=["last_probe_at", "updated_at"])
+            _enqueue("cluster_probe", state)
+        asked = state.last_probe_at
+    deadline = time.monotonic() + settings.DEN_CLUSTER_PROBE_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        current = ClusterState.objects.filter(id=state.pk).values_list(
+            "status", "probed_at").first()
+        if current is None or current[0] != S.UP or (current[1] and current[1] >= asked):
+            break
+        time.sleep(0.05)
     return _state_of(resource)
+
+
+def cluster_run_probe(*, state_id: int, seq: int) -> str:
+    """Ask the backend whether request ``seq``'s daemon still runs; if it sees
+    it stopped or not answering, the cluster becomes ``unreachable`` (with an
+    event). A probe that cannot tell changes nothing."""
+    state = _load_or_none(state_id)
+    if state is None or state.request_seq != seq or state.status != S.UP:
+        return "skipped"
+    try:
+        seen = _backend_of(state).status(str(state.resource_id), state.handles)
+    except Exception as exc:  # a probe that cannot tell changes nothing
+        logger.warning("cluster %s: probe failed: %s", state.resource_id, type(exc).__name__)
+        seen = "up"
+    now = timezone.now()
+    with transaction.atomic():
+        changed = 0
+        if seen != "up":
+            changed = ClusterState.objects.filter(id=state_id, status=S.UP,
+                                                  request_seq=seq).update(
+                status=S.UNREACHABLE, status_changed_at=now, updated_at=now)
+        ClusterState.objects.filter(id=state_id).update(probed_at=now)
+        if changed:
+            what = "is not running" if seen == "stopped" else "does not answer"
+            event_record(state=state, kind="unreachable", message=(
+                f"A caller could not reach the node daemon, and den found that it {what}; "
+                "bring the cluster up again (up_if_not() does)."), seen=seen)
+            audit_record(actor=None, action="cluster.unreachable", resource=state.resource)
+    return seen
 
 
 def _state_of(resource: Resource) -> ClusterState:

@@ -98,6 +98,15 @@ def cluster_teardown(self: Task, state_id: int, seq: int) -> str:
                                          claim=str(self.request.id))
 
 
+@shared_task(name="compute.cluster_probe", bind=True, acks_late=True, ignore_result=True,
+             soft_time_limit=30, time_limit=45)
+def cluster_probe(self: Task, state_id: int, seq: int) -> str:
+    """Check whether an ``up`` cluster's daemon still runs (a caller could not
+    reach it). Not retried and never fails the cluster: a probe that cannot
+    tell changes nothing, and the heartbeat timeout still applies."""
+    return services.cluster_run_probe(state_id=state_id, seq=seq)
+
+
 @shared_task(name="compute.cluster_release", **_COMMON)
 def cluster_release(self: Task, backend: str, cluster_key: str, handles: dict[str, Any]) -> None:
     """Tear down what a deleted cluster left running (idempotent: a backend's

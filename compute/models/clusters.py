@@ -63,7 +63,10 @@ class ClusterState(models.Model):
     waiting_for = models.CharField(
         max_length=300, blank=True, default="",
         help_text="What the start under way waits for (said if it times out).")
-    last_probe_at = models.DateTimeField(null=True, blank=True)
+    last_probe_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="When a caller last asked for a probe.")
+    probed_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="When a worker last finished a probe.")
     autostop_requested_at = models.DateTimeField(
         null=True, blank=True,
         help_text="When the sweep asked the idle daemon to stop; it confirms in a heartbeat.")

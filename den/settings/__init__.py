@@ -346,9 +346,10 @@ DEN_CLUSTER_TASK_SOFT_TIME_LIMIT = float(env("DEN_CLUSTER_TASK_SOFT_TIME_LIMIT",
 DEN_CLUSTER_TASK_TIME_LIMIT = float(env("DEN_CLUSTER_TASK_TIME_LIMIT", "150"))
 DEN_CLUSTER_TASK_MAX_RETRIES = int(env("DEN_CLUSTER_TASK_MAX_RETRIES", "5"))
 DEN_CLUSTER_TASK_RETRY_MAX_SECONDS = int(env("DEN_CLUSTER_TASK_RETRY_MAX_SECONDS", "60"))
-# A caller that cannot reach a daemon asks den to check it; at most one check
-# per cluster this often.
+# A caller that cannot reach a daemon asks den to check it (a worker does); at
+# most one check per cluster this often, and the caller waits this long at most.
 DEN_CLUSTER_PROBE_SECONDS = float(env("DEN_CLUSTER_PROBE_SECONDS", "1"))
+DEN_CLUSTER_PROBE_WAIT_SECONDS = float(env("DEN_CLUSTER_PROBE_WAIT_SECONDS", "5"))
 # Local clusters run their users' code on this server: "admins" (the default)
 # lets only staff and superusers bring one up, "everyone" lets any user.
 DEN_LOCAL_CLUSTERS = env("DEN_LOCAL_CLUSTERS", "admins").strip().lower()

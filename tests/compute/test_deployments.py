@@ -125,8 +125,10 @@ def test_only_the_clusters_own_token_reads_a_deployment(world, api, caller, visi
 
 @pytest.mark.parametrize("visibility", VISIBILITIES)
 @pytest.mark.parametrize("caller", CALLERS)
-def test_probe_matrix(world, api, caller, visibility):
-    """A report any reader may make, read-only tokens included."""
+def test_probe_matrix(world, api, caller, visibility, settings):
+    """A report any reader may make, read-only tokens included. (No worker
+    answers here: tests/e2e/test_restarts.py has the probe's effect.)"""
+    settings.DEN_CLUSTER_PROBE_WAIT_SECONDS = 0
     _, tokens = world(visibility)
     name = "cluster-probe"
     for path in ("/api/v1/resources/alice/gpu/-/cluster/probe", f"{FN}/-/cluster/probe"):

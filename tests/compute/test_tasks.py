@@ -223,3 +223,27 @@ def test_a_failure_of_an_old_request_changes_nothing(make_cluster, people, outbo
                                  task="compute.cluster_up", exc=RuntimeError("late"))
     assert state_of(cpu).status == "stopping"
     assert _events(cpu, "failed") == 0
+
+
+def test_probe_twice(here, make_cluster, people, outbox, settings):
+    """A probe of a live daemon changes nothing; of a dead one, marks the
+    cluster unreachable once, however often it runs."""
+    import os
+    import signal
+
+    alice = people["users"]["alice"]
+    cpu = make_cluster("probed")
+    state = _bring_up(outbox, cpu, alice)
+    settings.DEN_CLUSTER_PROBE_WAIT_SECONDS = 0
+    services.cluster_probe(resource=cpu)  # the worker's task is captured: no answer to wait for
+    task, args, _ = outbox.take("compute.cluster_probe")
+    assert task.apply(args=args, task_id="probe-1").get() == "up"
+    assert state_of(cpu).status == "up"
+    os.kill(state.handles["pid"], signal.SIGKILL)
+    for _ in range(2):
+        task.apply(args=args, task_id="probe-2").get()
+    assert state_of(cpu).status == "unreachable"
+    assert _events(cpu, "unreachable") == 1
+    services.cluster_request_teardown(actor=alice, resource=cpu)
+    task, args, _ = outbox.take("compute.cluster_teardown")
+    assert task.apply(args=args).get() == "done"
