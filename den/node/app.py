@@ -292,8 +292,8 @@ class NodeApp:
                             f"{name!r} could not be re-created after its worker restarted: "
                             f"{rec.error}; put it again")
         cid, inbox = env.open(p.CALL, rec.call_meta(method, enc, trusted), body)
-        if restored == "init":
-            inbox.push((p.LOG, _RESTORED_FROM_INIT.format(rec.address).encode()))
+        if restored in _RESTORED:
+            inbox.push((p.LOG, _RESTORED[restored].format(rec.address).encode()))
         if len(body) >= 1 << 16:
             await env.drain()
         timer = None
@@ -412,9 +412,13 @@ class NodeApp:
             raise HttpError(404, "not_found", "no such route")
 
 
-_RESTORED_FROM_INIT = ("den: {} was put back on this cluster from its saved constructor "
-                       "arguments after the cluster restarted; state it gained since then "
-                       "was lost.\n")
+#: What a call's output says when a module instance was put back after a restart.
+_RESTORED = {
+    "init": ("den: {} was put back on this cluster from its saved constructor arguments "
+             "after the cluster restarted; state it gained since then was lost.\n"),
+    "value": ("den: {} was put back on this cluster as it was when it was sent, after the "
+              "cluster restarted; state it gained since then was lost.\n"),
+}
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

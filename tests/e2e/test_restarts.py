@@ -142,3 +142,22 @@ def test_to_a_cluster_that_is_not_up_raises(team, cleanup_clusters):
         den.function(remote_fns.add).to(cpu)
     with pytest.raises(den.NoRunningCluster, match="down"):
         den.module(remote_fns.Counter).to(cpu)
+
+
+def test_after_teardown_and_up_the_code_comes_back_from_den(team, cleanup_clusters):
+    """Teardown removes the cluster's files, code bundles included: the new
+    daemon unpacks den's copy of the bundle."""
+    team.login("alice")
+    cpu = up_cluster("rebuilt", cleanup_clusters)
+    add = den.function(remote_fns.add).to(cpu).save()
+    add.share("rita")
+    cpu.teardown()
+    wait_for(lambda: _state(cpu.address).status == "terminated", 30, what="the teardown")
+    _fresh_process()
+    team.login("alice")
+    den.cluster(name="/alice/rebuilt").up_if_not(timeout=60, quiet=True)
+    _fresh_process()
+    team.login("rita")
+    assert den.function(name="/alice/add")(20, 22) == 42
+    restored = ClusterEvent.objects.get(cluster=_state(cpu.address), kind="restored")
+    assert restored.data["code"] == add.code
