@@ -66,8 +66,10 @@ _PASSED_ENV = ("LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUEST
 #: ... and these too when it runs as den's own user, with den's interpreter.
 _SAME_USER_ENV = ("PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "VIRTUAL_ENV")
 _STOP_GRACE_SECONDS = 10.0
-#: How often a start polls a spawned daemon's health.
+#: How often a start polls a spawned daemon's health, and how long begin_up
+#: waits for it before handing over to poll tasks.
 _POLL_SECONDS = 0.2
+_INLINE_WAIT_SECONDS = 3.0
 #: Where a cluster user's python3 is looked for, unless DEN_CLUSTER_PYTHON names one.
 _PYTHONS = (
     "/usr/bin/python3", "/usr/local/bin/python3",
@@ -274,8 +276,8 @@ class LocalBackend(ClusterBackend):
     name = "local"
 
     def begin_up(self, spec: LaunchSpec, log: LogFn) -> Launched | Pending:
-        """Spawn the daemon (after stopping any this cluster left) and return
-        at once; ``poll_up`` waits for its health check."""
+        """Spawn the daemon (after stopping any this cluster left); Launched if
+        it answers within a few seconds, else Pending for ``poll_up``."""
         root = cluster_root()
         _check_root(root)
         home = root / spec.cluster_key
@@ -321,8 +323,15 @@ class LocalBackend(ClusterBackend):
             port=port, user=start.user.name if start.user else None)
         handles = {"pid": process.pid, "port": port, "log": str(log_path),
                    "log_offset": offset, "port_chosen": bool(chosen)}
-        return Pending(handles=handles, retry_in=_POLL_SECONDS,
-                       waiting_for="the node daemon on 127.0.0.1 to answer its health check")
+        # A local daemon usually answers within a second: wait that long here
+        # (bounded) rather than pay a trip through the broker per poll.
+        deadline = time.monotonic() + _INLINE_WAIT_SECONDS
+        while True:
+            result = self.poll_up(spec, handles, log)
+            if isinstance(result, Launched) or time.monotonic() >= deadline \
+                    or result.handles.get("pid") != process.pid:
+                return result
+            time.sleep(0.05)
 
     def poll_up(self, spec: LaunchSpec, handles: Mapping[str, Any],
                 log: LogFn) -> Launched | Pending:
