@@ -16,7 +16,7 @@ import pytest
 from django.utils import timezone
 
 from compute import services, tasks
-from compute.backends import TransientBackendError, get_backend
+from compute.backends import TransientBackendError, get_backend, local
 from compute.models import ClusterEvent, ClusterState
 from registry.models import ApiToken
 from registry.services import resource_delete
@@ -24,7 +24,9 @@ from tests.compute.conftest import Outbox, node_processes, state_of
 
 
 @pytest.fixture
-def here(settings, celery_worker, live_server):
+def here(settings, celery_worker, live_server, monkeypatch):
+    # Every start goes through poll tasks (begin_up does not wait for health).
+    monkeypatch.setattr(local, "_INLINE_WAIT_SECONDS", 0)
     settings.DEN_CLUSTER_ROOT = str(celery_worker.cluster_root)
     settings.DEN_CLUSTER_DEN_URL = live_server.url
     settings.DEN_CLUSTER_HEARTBEAT_SECONDS = 0.5
