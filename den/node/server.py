@@ -163,6 +163,8 @@ def build_app(config: NodeConfig) -> tuple[NodeApp, Runtime]:
             await runtime.ensure_env(EnvSpec())
         except EnvError as exc:
             log.error("%s", exc)
+        # Idle time counts from when the daemon serves, not from while it started.
+        runtime.touch()
         tasks.append(asyncio.get_running_loop().create_task(link.run(app.request_stop)))
         log.info("den node %s:%s serving (den auth %s)", config.host, config.port,
                  "on" if auth else "off")
