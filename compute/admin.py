@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from compute import services
-from compute.models import ClusterEvent, ClusterState
+from compute.models import ClusterEvent, ClusterState, Deployment
 from registry.errors import DenError
 
 
@@ -92,3 +92,14 @@ class ClusterEventAdmin(ReadOnlyAdmin):
     list_select_related = ("cluster__resource__owner",)
     search_fields = ("message", "kind", "cluster__resource__name")
     date_hierarchy = "created_at"
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ReadOnlyAdmin):
+    """What den puts back on a restarted daemon; the spec stays encrypted here."""
+
+    list_display = ("resource", "cluster", "kind", "code", "restores_state", "deployed_by",
+                    "size", "updated_at")
+    list_select_related = ("resource__owner", "cluster__owner", "deployed_by")
+    exclude = ("spec_encrypted",)
+

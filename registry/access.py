@@ -9,7 +9,10 @@ nothing else filters resources by user. The rules (DESIGN.md, "Access"):
   address, but never listed; public: listed for signed-in users, and readable
   anonymously only when ``DEN_ANONYMOUS_READ_PUBLIC`` is on;
 - a cluster's own token (``ApiToken.cluster``, minted by compute for its node
-  daemon) reaches only that cluster, at read level, and lists nothing;
+  daemon) reaches only that cluster, at read level, and lists nothing; beyond
+  it, only the functions and modules set to run on that cluster, and only
+  through ``access_runs_on_cluster`` (for the daemon to put them back after a
+  restart);
 - a caller who may not read gets NotFound, exactly as for a missing resource;
   one who may read but not act at the level needed gets PermissionDenied.
 """
@@ -23,7 +26,14 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from registry.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
-from registry.models import AccessGrant, AccessLevel, Resource, TokenScope, Visibility
+from registry.models import (
+    AccessGrant,
+    AccessLevel,
+    Resource,
+    ResourceType,
+    TokenScope,
+    Visibility,
+)
 from registry.validation import config_references, parse_address
 
 if TYPE_CHECKING:
@@ -294,6 +304,31 @@ def require_readable_references(
                 field=f"config.{field}",
                 code="invalid_config",
             )
+
+
+def access_runs_on_cluster(caller: Caller, address: str) -> Resource:
+    """The function or module at ``address`` whose ``system`` is the cluster of
+    the caller's own cluster token: what that cluster's daemon may read to put
+    it back after a restart (``compute``'s deployment endpoint).
+
+    Nothing else: any other caller, another type of resource, or one set to
+    run elsewhere is NotFound, as for a missing resource. Visibility and
+    grants play no part: what runs on a cluster is its daemon's business, and
+    every call of it is still checked against the caller's own access.
+    """
+    missing = NotFound(f"No function or module at {address} runs on this cluster.")
+    if caller.cluster_id is None or not caller.is_authenticated:
+        raise missing
+    owner, name = parse_address(address)
+    resource = (Resource.objects.select_related("owner")
+                .filter(owner__username=owner, name=name,
+                        type__in=(ResourceType.FUNCTION, ResourceType.MODULE)).first())
+    cluster = Resource.objects.select_related("owner").filter(id=caller.cluster_id).first()
+    if resource is None or cluster is None or \
+            (resource.config or {}).get("system") != cluster.address:
+        raise missing
+    resource.access_level = READ
+    return resource
 
 
 def may_create_in_namespace(caller: Caller, owner: str) -> bool:

@@ -32,6 +32,7 @@ from registry.models import (
     AccessGrant,
     ApiToken,
     AuditEvent,
+    CodeBundle,
     Invitation,
     PendingGrant,
     Resource,
@@ -302,3 +303,13 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "actor_username", "action", "address")
     list_filter = ("action",)
     search_fields = ("address", "actor_username")
+
+
+
+@admin.register(CodeBundle)
+class CodeBundleAdmin(ReadOnlyAdmin):
+    """Shown, never edited: a bundle is its hash, and daemons unpack it as is."""
+
+    list_display = ("sha256", "size", "uploaded_by", "created_at")
+    search_fields = ("sha256",)
+    exclude = ("data",)

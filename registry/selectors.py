@@ -145,3 +145,19 @@ def grant_levels(*, caller: Caller, resource_ids: list[int]) -> dict[int, int]:
         AccessGrant.objects.filter(user=caller.user, resource_id__in=resource_ids)
         .values_list("resource_id", "level")
     )
+
+
+def code_bundle_exists(*, sha: str) -> bool:
+    """Whether den keeps the code bundle with this SHA-256."""
+    from registry.models import CodeBundle
+
+    return CodeBundle.objects.filter(sha256=sha).exists()
+
+
+def code_bundle_get(*, sha: str) -> bytes | None:
+    """The bytes of a kept code bundle; callers have checked who may read it."""
+    from registry.models import CodeBundle
+
+    data = CodeBundle.objects.filter(sha256=sha).values_list("data", flat=True).first()
+    return bytes(data) if data is not None else None
+

@@ -4,7 +4,9 @@ resource through ``registry.access`` at the level the change needs."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ from registry.errors import (
     InvalidInput,
     NotAuthenticated,
     NotFound,
+    TooLarge,
     VersionConflict,
 )
 from registry.models import (
@@ -644,3 +647,36 @@ def user_password_reset(*, form: Any) -> Any:
     user = form.save()
     user.tokens_revoked = user_password_changed(actor=user, user=user, how="reset")
     return user
+
+
+# Code bundles ---------------------------------------------------------------------
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def code_bundle_store(*, actor: Any, sha: Any, data: bytes) -> bool:
+    """Keep a code bundle by its SHA-256 (checked here) so that den can put a
+    saved function back on a cluster that restarted; True when it is new.
+
+    Content-addressed: storing what is already there changes nothing, and
+    nobody but a cluster's daemon reads it back (see ``compute``), so any
+    signed-in user with a write token may store one. Capped at
+    ``DEN_CODE_BUNDLE_MAX_MB``, the client's own cap on a bundle.
+    """
+    from registry.models import CodeBundle
+
+    if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+        raise InvalidInput("The code id must be a SHA-256 hex digest (64 characters 0-9a-f).",
+                           field="sha256")
+    limit = settings.DEN_CODE_BUNDLE_MAX_MB * 1024 * 1024
+    if len(data) > limit:
+        raise TooLarge(f"The code bundle is {len(data)} bytes; den keeps bundles of at most "
+                       f"{settings.DEN_CODE_BUNDLE_MAX_MB} MB.")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha:
+        raise InvalidInput(f"The body's SHA-256 is {digest}, not {sha}: upload the bundle again.",
+                           field="sha256")
+    _, created = CodeBundle.objects.get_or_create(
+        sha256=sha, defaults={"data": data, "size": len(data), "uploaded_by": actor})
+    return bool(created)
+

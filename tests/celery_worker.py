@@ -81,19 +81,65 @@ def node_processes(home: Path) -> dict[int, list[str]]:
 
 
 class Worker:
-    def __init__(self, home: Path, cluster_root: Path, queue: str, process: subprocess.Popen,
+    def __init__(self, home: Path, cluster_root: Path, queue: str, env: dict[str, str],
                  log: Path) -> None:
         self.home = home
         self.cluster_root = cluster_root
         self.queue = queue
-        self.process = process
+        self.env = env
         self.log_path = log
+        self.process: subprocess.Popen = self.start()
+
+    def start(self, **overrides: str) -> subprocess.Popen:
+        """Start ``celery worker`` (again), with ``overrides`` in its environment,
+        and wait until it is ready."""
+        mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "den", "worker", "-Q", self.queue,
+                 "--concurrency", "2", "--pool", "prefork", "--without-gossip",
+                 "--without-mingle", "--without-heartbeat", "--hostname", f"{self.queue}@%h",
+                 "--loglevel", "INFO"],
+                stdout=out, stderr=subprocess.STDOUT, env={**self.env, **overrides},
+                cwd=str(REPO),
+            )
+        self.process = process
+        wait_for(lambda: "ready." in self.log()[mark:] or process.poll() is not None, 60,
+                 what="the Celery worker to start")
+        if process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited:\n{self.log()}")
+        return process
+
+    def kill(self) -> None:
+        """kill -9 the worker: its pool processes, then the main process."""
+        children = [int(entry.name) for entry in Path("/proc").iterdir()
+                    if entry.name.isdigit() and _ppid(entry) == self.process.pid]
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def cluster_dir(self, resource: Resource) -> Path:
         return self.cluster_root / str(resource.pk)
+
+
+def _ppid(entry: Path) -> int | None:
+    try:
+        return int((entry / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _careless_home(home: Path) -> dict[str, str]:
@@ -141,6 +187,8 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
         # checks the default ("admins") in the processes where it is enforced.
         "DEN_LOCAL_CLUSTERS": "everyone",
         "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
+        # Tasks the worker enqueues itself (a start's polls) go to its own queue.
+        "DEN_COMPUTE_QUEUE": queue,
         "DEN_CLUSTER_DEN_URL": live_server.url,
         "DEN_CLUSTER_HEARTBEAT_SECONDS": "0.5",
         "DEN_CLUSTER_AUTH_CACHE_SECONDS": "1",
@@ -148,27 +196,13 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
         "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
     })
     log = base / "worker.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "den", "worker", "-Q", queue,
-             "--concurrency", "2", "--pool", "prefork", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "--hostname", f"{queue}@%h", "--loglevel", "INFO"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
-        )
-    worker = Worker(home, cluster_root, queue, process, log)
+    worker: Worker | None = None
     try:
-        wait_for(lambda: "ready." in worker.log() or process.poll() is not None, 60,
-                 what="the Celery worker to start")
-        if process.poll() is not None:
-            raise RuntimeError(f"the Celery worker exited:\n{worker.log()}")
+        worker = Worker(home, cluster_root, queue, env, log)
         yield worker
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if worker is not None:
+            worker.stop()
         # Daemons outlive the worker by design; end the ones this session started.
         for pid in node_processes(cluster_root):
             with contextlib.suppress(ProcessLookupError):

@@ -15,17 +15,26 @@ class ClusterStateSerializer(serializers.ModelSerializer):
     address = serializers.SerializerMethodField()
     autostop_mins = serializers.IntegerField(source="effective_autostop_mins")
     objects = serializers.IntegerField(source="objects_count")
+    nodes = serializers.SerializerMethodField()
 
     class Meta:
         model = ClusterState
         fields = [
             "address", "status", "status_changed_at", "daemon_url", "backend",
             "last_heartbeat_at", "last_activity_at", "calls_in_flight", "objects",
-            "autostop_mins", "message", "updated_at",
+            "autostop_mins", "message", "updated_at", "nodes",
         ]
 
     def get_address(self, state: ClusterState) -> str:
         return state.resource.address
+
+    def get_nodes(self, state: ClusterState) -> list[dict[str, Any]]:
+        """Where callers reach each node, the head first (what a backend put in
+        ``Launched.handles["nodes"]``; only the fields callers need)."""
+        if state.status not in ("up", "unreachable") or not state.daemon_url:
+            return []
+        nodes = (state.handles or {}).get("nodes") or [{"url": state.daemon_url}]
+        return [{"url": str(node.get("url") or "")} for node in nodes if isinstance(node, dict)]
 
 
 class ClusterEventSerializer(serializers.ModelSerializer):
@@ -68,3 +77,29 @@ class HeartbeatSerializer(serializers.Serializer):
     last_activity = serializers.DateTimeField(required=False, allow_null=True)
     calls_in_flight = serializers.IntegerField(min_value=0, required=False, default=0)
     objects = serializers.IntegerField(min_value=0, required=False, default=0)
+    draining = serializers.BooleanField(required=False, default=False)
+
+
+class HeartbeatAnswerSerializer(serializers.Serializer):
+    """What den answers a heartbeat: the autostop in force, and whether to stop
+    taking calls for autostop (``autostop``) or that den is stopping it (``stop``)."""
+
+    autostop_mins = serializers.IntegerField()
+    autostop = serializers.BooleanField()
+    stop = serializers.BooleanField()
+
+
+class DeploymentSerializer(serializers.Serializer):
+    """``PUT .../-/deployment``: what the client just put on the daemon."""
+
+    name = serializers.CharField(max_length=200)
+    spec = serializers.JSONField()
+
+
+class DeploymentAnswerSerializer(serializers.Serializer):
+    """``GET .../-/deployment`` (a cluster's own token): what to put back."""
+
+    name = serializers.CharField()
+    spec = serializers.JSONField()
+    restores_state = serializers.CharField()
+    code = serializers.CharField(allow_null=True)

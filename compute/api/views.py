@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
@@ -28,7 +28,7 @@ from compute.api.streaming import (
     cluster_event_stream,
     stream_slot,
 )
-from registry.access import access_system_of
+from registry.access import access_runs_on_cluster, access_system_of
 from registry.api.base import ResourceAPIView
 from registry.errors import InvalidInput
 from registry.models import AccessLevel, Resource, ResourceType
@@ -69,6 +69,26 @@ class ClusterView(ClusterAPIView):
             return _state_response(access_system_of(self.caller, resource))
         services.require_cluster(resource)
         return _state_response(resource)
+
+
+class ClusterProbeView(ClusterAPIView):
+    """``POST .../-/cluster/probe``: a caller could not reach the daemon; den
+    checks it at once (``services.cluster_probe``) and answers the status.
+    Asked about a function or module, it probes the cluster that runs it, for
+    whoever may call it (as ``ClusterView``). A report, not a change anyone
+    asks for, so read-only tokens may send it too."""
+
+    allow_anonymous_read = False
+    allow_read_scope = True
+
+    @extend_schema(request=None, responses={200: s.ClusterStateSerializer})
+    def post(self, request: Request, address: str) -> Response:
+        resource = self.resource(READ)
+        if resource.type in (ResourceType.FUNCTION, ResourceType.MODULE):
+            resource = access_system_of(self.caller, resource)
+        services.require_cluster(resource)
+        state = services.cluster_probe(resource=resource)
+        return Response(s.ClusterStateSerializer(state).data)
 
 
 class ClusterActionView(ClusterAPIView):
@@ -171,15 +191,61 @@ class ClusterHeartbeatView(ClusterAPIView):
     allow_anonymous_read = False
     allow_cluster_token = True
 
-    @extend_schema(request=s.HeartbeatSerializer, responses={204: None})
+    @extend_schema(request=s.HeartbeatSerializer, responses={200: s.HeartbeatAnswerSerializer})
     def post(self, request: Request, address: str) -> Response:
         resource = self.cluster(READ)
         data = self.parse(s.HeartbeatSerializer)
-        services.cluster_record_heartbeat(
+        answer = services.cluster_record_heartbeat(
             resource=resource,
             token=request.auth,
             last_activity=data.get("last_activity"),
             calls_in_flight=data["calls_in_flight"],
             objects=data["objects"],
+            draining=data["draining"],
         )
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(s.HeartbeatAnswerSerializer(answer).data)
+
+
+class DeploymentView(ResourceAPIView):
+    """What runs for a saved function or module on its cluster, kept so that den
+    can put it back after the cluster restarts.
+
+    ``PUT`` (a writer of it, who also writes its cluster): keep what was just
+    put on the daemon. ``GET`` (only the cluster's own token, for a function
+    or module that runs on that cluster): what to put back.
+    """
+
+    allow_anonymous_read = False
+    allow_cluster_token = True
+
+    def max_body_bytes(self) -> int:
+        return int(settings.DEN_DEPLOYMENT_MAX_MB) * 1024 * 1024 + 4096
+
+    @extend_schema(responses={200: s.DeploymentAnswerSerializer})
+    def get(self, request: Request, address: str) -> Response:
+        resource = access_runs_on_cluster(self.caller, address)
+        answer = services.deployment_for_daemon(caller=self.caller, resource=resource)
+        return Response(s.DeploymentAnswerSerializer(answer).data)
+
+    @extend_schema(request=s.DeploymentSerializer, responses={200: None})
+    def put(self, request: Request, address: str) -> Response:
+        resource = self.resource(WRITE)
+        data = self.parse(s.DeploymentSerializer)
+        deployment = services.deployment_save(caller=self.caller, resource=resource,
+                                              name=data["name"], spec=data["spec"])
+        return Response({"name": deployment.object_name, "code": deployment.code or None,
+                         "restores_state": deployment.restores_state})
+
+
+class DeploymentCodeView(ResourceAPIView):
+    """``GET .../-/deployment/code`` (only the cluster's own token): the code
+    bundle of what runs there, for its daemon to unpack again."""
+
+    allow_anonymous_read = False
+    allow_cluster_token = True
+
+    @extend_schema(responses={200: bytes})
+    def get(self, request: Request, address: str) -> HttpResponse:
+        resource = access_runs_on_cluster(self.caller, address)
+        data = services.deployment_code_for_daemon(caller=self.caller, resource=resource)
+        return HttpResponse(data, content_type="application/gzip")

@@ -18,6 +18,7 @@ from compute.backends.base import (
     Launched,
     LaunchSpec,
     LogFn,
+    Pending,
     TransientBackendError,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "LaunchSpec",
     "Launched",
     "LogFn",
+    "Pending",
     "TransientBackendError",
     "backend_name_for",
     "get_backend",

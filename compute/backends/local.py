@@ -58,7 +58,7 @@ from compute.backends.base import (
     Launched,
     LaunchSpec,
     LogFn,
-    TransientBackendError,
+    Pending,
 )
 
 #: Variables a daemon inherits from the worker whoever it runs as.
@@ -66,6 +66,10 @@ _PASSED_ENV = ("LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUEST
 #: ... and these too when it runs as den's own user, with den's interpreter.
 _SAME_USER_ENV = ("PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "VIRTUAL_ENV")
 _STOP_GRACE_SECONDS = 10.0
+#: How often a start polls a spawned daemon's health, and how long begin_up
+#: waits for it before handing over to poll tasks.
+_POLL_SECONDS = 0.2
+_INLINE_WAIT_SECONDS = 3.0
 #: Where a cluster user's python3 is looked for, unless DEN_CLUSTER_PYTHON names one.
 _PYTHONS = (
     "/usr/bin/python3", "/usr/local/bin/python3",
@@ -214,9 +218,12 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _log_tail(path: Path, lines: int = 20) -> str:
+def _log_tail(path: Path, lines: int = 20, offset: int = 0) -> str:
+    """The last ``lines`` of a log, from ``offset`` on (what one daemon wrote)."""
     try:
-        text = path.read_text(errors="replace")
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
@@ -268,7 +275,9 @@ class LocalBackend(ClusterBackend):
 
     name = "local"
 
-    def up(self, spec: LaunchSpec, log: LogFn) -> Launched:
+    def begin_up(self, spec: LaunchSpec, log: LogFn) -> Launched | Pending:
+        """Spawn the daemon (after stopping any this cluster left); Launched if
+        it answers within a few seconds, else Pending for ``poll_up``."""
         root = cluster_root()
         _check_root(root)
         home = root / spec.cluster_key
@@ -300,6 +309,7 @@ class LocalBackend(ClusterBackend):
         )
         log_path = home / "daemon.log"
         with open(log_path, "ab") as log_file:
+            offset = log_file.tell()
             process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
                 env=start.env, cwd=str(workdir), start_new_session=True, umask=0o077, **switch,
@@ -308,13 +318,57 @@ class LocalBackend(ClusterBackend):
         # Reap it when it exits, so it never lingers as a zombie of this worker.
         threading.Thread(target=process.wait, daemon=True).start()
         (home / "daemon.pid").write_text(str(process.pid))
-        url = f"http://127.0.0.1:{port}"
         who = start.user.name if start.user else "den's own user"
         log("daemon.started", f"Started the node daemon as {who}.", pid=process.pid,
             port=port, user=start.user.name if start.user else None)
-        self._wait_healthy(url, process, spec.start_timeout, log_path, port_chosen=bool(chosen))
-        return Launched(daemon_url=url, handles={"pid": process.pid, "port": port,
-                                                 "log": str(log_path)})
+        handles = {"pid": process.pid, "port": port, "log": str(log_path),
+                   "log_offset": offset, "port_chosen": bool(chosen)}
+        # A local daemon usually answers within a second: wait that long here
+        # (bounded) rather than pay a trip through the broker per poll.
+        deadline = time.monotonic() + _INLINE_WAIT_SECONDS
+        while True:
+            result = self.poll_up(spec, handles, log)
+            if isinstance(result, Launched) or time.monotonic() >= deadline \
+                    or result.handles.get("pid") != process.pid:
+                return result
+            time.sleep(0.05)
+
+    def poll_up(self, spec: LaunchSpec, handles: Mapping[str, Any],
+                log: LogFn) -> Launched | Pending:
+        """Launched once the daemon this start spawned answers ``/health`` with
+        its own pid; BackendError if it exited. A daemon that lost a race for
+        a free port is spawned again on another (the port was den's choice)."""
+        pid, port = int(handles["pid"]), int(handles["port"])
+        home = cluster_dir(spec.cluster_key)
+        url = f"http://127.0.0.1:{port}"
+        if not _is_cluster_daemon(pid, home / "node"):
+            tail = _log_tail(Path(handles.get("log") or home / "daemon.log"),
+                             offset=int(handles.get("log_offset") or 0))
+            if "address already in use" in tail.lower() and not handles.get("port_chosen"):
+                log("daemon.retry", "The node daemon lost a race for its port; "
+                    "starting it again on another.", log_tail=tail)
+                return self.begin_up(spec, log)
+            raise BackendError("The node daemon exited before it answered; the end of its "
+                               "log is in this event's details.", log_tail=tail)
+        try:
+            answer = httpx.get(url + "/health", timeout=2.0)
+            # Only our own process counts: another daemon may already hold the
+            # port, and ours is about to fail to bind it.
+            if answer.status_code == 200 and answer.json().get("pid") == pid:
+                return Launched(daemon_url=url, handles={
+                    "pid": pid, "port": port, "log": handles.get("log"),
+                    "nodes": [{"url": url}]})
+        except (httpx.HTTPError, ValueError):
+            pass
+        return Pending(handles=dict(handles), retry_in=_POLL_SECONDS,
+                       waiting_for="the node daemon on 127.0.0.1 to answer its health check")
+
+    def cancel_up(self, cluster_key: str, handles: Mapping[str, Any], log: LogFn) -> None:
+        """Stop only the daemon this start spawned (a newer start may run beside it)."""
+        pid = handles.get("pid")
+        workdir = cluster_dir(cluster_key) / "node"
+        if pid and _is_cluster_daemon(int(pid), workdir):
+            self._terminate(int(pid), log)
 
     @staticmethod
     def _hand_token(process: subprocess.Popen[bytes], token: str) -> None:
@@ -356,33 +410,6 @@ class LocalBackend(ClusterBackend):
             "PYTHONUNBUFFERED": "1",
         })
         return _Start(python=str(installed.python), env=env, user=user)
-
-    def _wait_healthy(self, url: str, process: subprocess.Popen[bytes], timeout: float,
-                      log_path: Path, *, port_chosen: bool) -> None:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    tail = _log_tail(log_path)
-                    message = (f"The node daemon exited with code {process.returncode} before "
-                               "it answered; the end of its log is in this event's details.")
-                    if "address already in use" in tail.lower() and not port_chosen:
-                        # Lost a race for a free port.
-                        raise TransientBackendError(message, log_tail=tail)
-                    raise BackendError(message, log_tail=tail)
-                try:
-                    answer = client.get(url + "/health")
-                    # Only our own process counts: another daemon may already
-                    # hold the port, and ours is about to fail to bind it.
-                    if answer.status_code == 200 and answer.json().get("pid") == process.pid:
-                        return
-                except (httpx.HTTPError, ValueError):
-                    pass
-                time.sleep(0.1)
-        self._terminate(process.pid, log=None)
-        raise TransientBackendError(
-            f"The node daemon did not answer its health check within {timeout:.0f} s.",
-            log_tail=_log_tail(log_path))
 
     def stop(self, cluster_key: str, handles: Mapping[str, Any], log: LogFn) -> None:
         for home in _cluster_dirs(cluster_key):

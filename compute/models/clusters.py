@@ -27,9 +27,19 @@ class ClusterState(models.Model):
     registry). One row per cluster, created on first use; deleting the
     resource deletes it.
 
-    ``claimed_by`` is the id of the Celery task message working on the current
-    requested transition: a duplicate message (another id) finds it taken and
-    does nothing, while a redelivery of the same message may pick the work up.
+    **Requests own the state.** ``request_seq`` is the number of the newest
+    up, stop or teardown request: every request increments it, every task
+    message carries the number of the request it works for, and every claim,
+    finish and failure matches on ``(id, request_seq)``, so a task of an old
+    request can never change the outcome of a newer one.
+
+    Within one request, ``claimed_by`` is the id of the task message that
+    claimed its first step (a duplicate message, another id, finds it taken;
+    a redelivery of the same message may pick the work up), and a start's
+    polls are numbered by ``poll_step``: the poll that advances the step
+    enqueues the next one, so duplicate polls never fork the chain.
+    ``next_step_at`` is when the current step's task should have run by; the
+    sweep re-enqueues a step whose message was lost (a worker killed with it).
     """
 
     resource = models.OneToOneField(
@@ -39,7 +49,27 @@ class ClusterState(models.Model):
         max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.DOWN
     )
     status_changed_at = models.DateTimeField(auto_now_add=True)
+    request_seq = models.PositiveBigIntegerField(
+        default=0, help_text="Number of the newest up/stop/teardown request; tasks carry it.")
     claimed_by = models.CharField(max_length=64, blank=True, default="")
+    poll_step = models.PositiveIntegerField(default=0)
+    start_deadline_at = models.DateTimeField(
+        null=True, blank=True, help_text="A start not up by then fails (DEN_CLUSTER_START_TIMEOUT).")
+    next_step_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the current step's task should have run by.")
+    launch_token = models.TextField(
+        blank=True, default="",
+        help_text="The daemon token of the start under way, encrypted (polls may need it).")
+    waiting_for = models.CharField(
+        max_length=300, blank=True, default="",
+        help_text="What the start under way waits for (said if it times out).")
+    last_probe_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="When a caller last asked for a probe.")
+    probed_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="When a worker last finished a probe.")
+    autostop_requested_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the sweep asked the idle daemon to stop; it confirms in a heartbeat.")
     backend = models.CharField(max_length=32, blank=True, default="")
     handles = models.JSONField(
         default=dict, blank=True,

@@ -22,7 +22,11 @@ __all__ = [
     "auth_login",
     "cluster_action",
     "cluster_events",
+    "cluster_probe",
     "cluster_status",
+    "code_exists",
+    "code_put",
+    "deployment_put",
     "me",
     "resolve",
     "resource_create",
@@ -310,3 +314,41 @@ def cluster_events(address: str, limit: int = 50) -> Op[list[dict[str, Any]]]:
     data = reply.data
     events: list[dict[str, Any]] = data if isinstance(data, list) else data.get("results") or []
     return events
+
+
+def cluster_probe(address: str) -> Op[dict[str, Any]]:
+    """``POST .../-/cluster/probe``: tell den its daemon did not answer; den checks
+    it now and answers the status (``unreachable`` if it is gone). ``address``
+    may be the cluster's, or a saved function's or module's that runs there."""
+    reply = yield Call("POST", f"{_path(address)}/-/cluster/probe")
+    data: dict[str, Any] = reply.data or {}
+    return data
+
+
+def code_exists(sha: str) -> Op[bool]:
+    """``HEAD /code/<sha256>``: whether den keeps this code bundle."""
+    from den.client.errors import NotFound
+
+    try:
+        yield Call("HEAD", f"/code/{quote(sha, safe='')}")
+    except NotFound:
+        return False
+    return True
+
+
+def code_put(sha: str, data: bytes) -> Op[bool]:
+    """``PUT /code/<sha256>``: let den keep a code bundle; True if it was new."""
+    reply = yield Call("PUT", f"/code/{quote(sha, safe='')}", content=data,
+                       headers={"Content-Type": "application/gzip"})
+    return bool((reply.data or {}).get("created"))
+
+
+def deployment_put(address: str, name: str, spec: dict[str, Any]) -> Op[dict[str, Any]]:
+    """``PUT .../-/deployment``: let den keep what was just put on the daemon for
+    a saved function or module (the daemon's put body), to put it back after
+    the cluster restarts."""
+    reply = yield Call("PUT", _path(address) + "/-/deployment",
+                       json={"name": name, "spec": spec})
+    data: dict[str, Any] = reply.data or {}
+    return data
+

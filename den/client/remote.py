@@ -21,6 +21,22 @@ Code
     and imported on the node. One defined in ``__main__`` or a notebook is sent by
     value (cloudpickle).
 
+Restarts
+    Whenever a saved resource is put on a daemon, den keeps a copy (its code
+    bundle by hash, and the put body: pointers or by-value pickle, a module's
+    constructor arguments, the env). Calls name the saved resource they are for
+    (``X-Den-Address``), so a daemon that restarted since (a stop and up, a
+    crash, autostop) puts it back from den's copy and runs the call, for the
+    owner and for every teammate allowed to call, with nothing sent again. A
+    module instance comes back from its constructor arguments (its output says
+    that later state was lost).
+
+Dead daemons
+    A call that cannot connect tells den (``POST .../-/cluster/probe``), which
+    checks the daemon at once and marks the cluster ``unreachable`` if it is
+    gone; the call raises :class:`den.NoRunningCluster`, and ``up_if_not()``
+    (which also checks an ``up`` cluster's daemon itself) starts it again.
+
 Every request to a daemon carries the caller's own den token.
 """
 
@@ -66,6 +82,7 @@ __all__ = [
     "env_name",
     "instantiate",
     "object_name",
+    "probe",
     "redeploy_after_save",
 ]
 
@@ -217,6 +234,36 @@ def daemon_url(session: Session, address: str, what: str, *, refresh: bool = Fal
     return str(url)
 
 
+def probe(session: Session, address: str, what: str, via: str | None = None
+          ) -> dict[str, Any]:
+    """Tell den that the daemon of cluster ``address`` did not answer; den checks
+    it at once and answers the cluster's status (``unreachable`` if it is gone).
+    ``via``: the saved function or module being called, for a caller who may
+    call it but not see its cluster."""
+    try:
+        return run(api.cluster_probe(address), session)
+    except NotFound:
+        if not via:
+            raise
+        return run(api.cluster_probe(via), session)
+
+
+def _after_unreachable(session: Session, address: str, what: str, via: str | None) -> str:
+    """A call could not reach the daemon: have den check it, and return the URL
+    den now gives (the same one if den still reaches the daemon). Raises
+    NoRunningCluster when den finds the daemon gone."""
+    _urls.pop((session.url, address), None)
+    try:
+        status = probe(session, address, what, via)
+    except DenError:
+        status = cluster_status(session, address, what, via)
+    url = status.get("daemon_url")
+    if status.get("status") != "up" or not url:
+        raise _not_up(address, status, what)
+    _urls[(session.url, address)] = str(url)
+    return str(url)
+
+
 def _node(session: Session, url: str) -> NodeClient:
     from den.node.caller import NodeClient
 
@@ -272,6 +319,8 @@ def _translate(exc: BaseException, what: str) -> BaseException:
         return ValidationError(f"Cannot send the code of {what}: {message}.", field="code")
     if isinstance(exc, node_errors.NodeUnreachable):
         return NetworkError(f"{what}: {message}.")
+    if isinstance(exc, node_errors.ClusterStopping):
+        return NoRunningCluster(f"{what}: {message}.", code="cluster_stopping", status=status)
     return DenError(f"{what}: {message}.", code=exc.code, status=status)
 
 
@@ -353,8 +402,19 @@ def _env_spec(session: Session, resource: Runnable) -> Any:
     return spec
 
 
+#: The last few bundles this process made, by hash: den keeps a copy of the
+#: bundle of whatever is saved (see _keep_in_den), without bundling twice.
+_bundles: dict[str, bytes] = {}
+_MAX_KEPT_BUNDLES = 4
+
+
 def _sync_code(node: NodeClient, root: Path) -> str:
     sha, data = _bundle(root)
+    with _lock:
+        _bundles.pop(sha, None)
+        _bundles[sha] = data
+        while len(_bundles) > _MAX_KEPT_BUNDLES:
+            _bundles.pop(next(iter(_bundles)))
     if not node.has_code(sha):
         node.put_code(sha, data)
     return sha
@@ -435,7 +495,35 @@ def _put(session: Session, resource: Runnable, url: str, name: str, spec: dict[s
         raise _translate(exc, _describe(resource)) from None
     deployment = Deployment(daemon_url=url, name=name, spec=spec, root=root)
     resource._deployment = deployment
+    if spec.get("address"):
+        _keep_in_den(session, resource, name, spec)
     return deployment
+
+
+def _keep_in_den(session: Session, resource: Runnable, name: str, spec: dict[str, Any]) -> None:
+    """Let den keep what was just put for a saved resource (its code bundle and
+    the put body), so that after the cluster restarts its daemon puts it back
+    for whoever calls next, with nothing sent again from here.
+
+    A den that cannot keep it (too large, an older server) is said once, as a
+    warning: calls work until the cluster restarts.
+    """
+    code = spec.get("code")
+    address = str(spec["address"])
+    try:
+        if code and not run(api.code_exists(code), session):
+            data = _bundles.get(code)
+            if data is None:
+                raise ValidationError(f"this process no longer holds the code bundle {code}")
+            run(api.code_put(code, data), session)
+        run(api.deployment_put(address, name, spec), session)
+    except DenError as exc:
+        import warnings
+
+        warnings.warn(
+            f"den could not keep a copy of what runs for {address} ({exc}); it works until "
+            "its cluster restarts, after which its owner must send it again with "
+            ".to(cluster).", stacklevel=4)
 
 
 def _deploy_to(session: Session, resource: Runnable, url: str) -> Deployment:
@@ -463,11 +551,14 @@ def _redeploy(session: Session, resource: Runnable, old: Deployment, url: str) -
 
 
 def deploy(resource: Runnable) -> None:
-    """Send ``resource`` to its cluster now if den reports the cluster up (called by
-    ``.to()``); otherwise it goes at its first call.
+    """Send ``resource`` to its cluster now (called by ``.to()``); raises
+    :class:`den.NoRunningCluster` when den reports that cluster not up, rather
+    than sending nothing.
 
     A cluster given as an address, or a local cluster object that was never saved,
-    is not asked about here: the first call finds out (so ``.to()`` works offline).
+    is not asked about here: ``.to()`` only records it (so it works offline, and
+    a function can be saved for a cluster that is not up yet), and the first call
+    sends it.
     """
     from den.client.resources import Cluster
 
@@ -483,7 +574,7 @@ def deploy(resource: Runnable) -> None:
     status = cluster_status(session, address, what)
     url = status.get("daemon_url")
     if status.get("status") != "up" or not url:
-        return
+        raise _not_up(address, status, what)
     _urls[(session.url, address)] = str(url)
     if resource.TYPE == "module" and not getattr(resource, "is_instance", False):
         # A class is instantiated on the node by its calls; send its code now.
@@ -560,14 +651,17 @@ def call(
     url = daemon_url(session, cluster, what, via=resource.address)
     from den.node import errors as node_errors
 
+    address = resource.address if resource.version is not None else None
     for attempt in (0, 1):
         name = _ensure_deployed(session, resource, url, what)
         try:
-            return _node(session, url).call(name, method, args, kwargs)
+            return _node(session, url).call(name, method, args, kwargs, address=address)
         except node_errors.NodeUnreachable as exc:
-            # Maybe the cluster came up again elsewhere: ask den once. The call is
-            # retried only on another daemon, where it cannot have run.
-            fresh = daemon_url(session, cluster, what, refresh=True, via=resource.address)
+            # Tell den at once, which checks the daemon now (and marks the cluster
+            # unreachable if it is gone) rather than after its heartbeat timeout;
+            # maybe it came up again elsewhere. The call is retried only on
+            # another daemon, where it cannot have run.
+            fresh = _after_unreachable(session, cluster, what, via=resource.address)
             if attempt or fresh == url:
                 raise _translate(exc, what) from None
             _forget_node(url)
@@ -654,6 +748,20 @@ def _new_events(session: Session, address: str, after: int) -> list[dict[str, An
     return sorted((e for e in events if int(e.get("id", 0)) > after), key=lambda e: e["id"])
 
 
+def _answers(session: Session, status: dict[str, Any]) -> bool:
+    """Whether the daemon at the status's URL answers its health check."""
+    from den.node import errors as node_errors
+
+    url = status.get("daemon_url")
+    if not url:
+        return False
+    try:
+        _node(session, str(url)).health()
+    except node_errors.NodeError:
+        return False
+    return True
+
+
 def bring_up(cluster: Cluster, *, timeout: float = 600.0, quiet: bool = False) -> dict[str, Any]:
     """Save ``cluster`` if needed, ask den to bring it up unless it is up or on its
     way, and wait until it is up, printing its status changes and events to stderr.
@@ -670,7 +778,13 @@ def bring_up(cluster: Cluster, *, timeout: float = 600.0, quiet: bool = False) -
     address = run(cluster._resolve_own_address(session), session)
     status = run(api.cluster_status(address), session)
     if status.get("status") == "up":
-        return status
+        if _answers(session, status):
+            return status
+        # den still says up, but its daemon is gone (killed, crashed): have den
+        # check it now, which marks it unreachable, and bring it up again.
+        status = probe(session, address, f"Cluster {address}")
+        if status.get("status") == "up":
+            return status
     latest = run(api.cluster_events(address, limit=1), session)
     seen = max((int(event["id"]) for event in latest), default=0)
     deadline = time.monotonic() + timeout

@@ -45,9 +45,10 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 class Call:
-    """One API request: method, path under ``/api/v1``, query, JSON body, headers."""
+    """One API request: method, path under ``/api/v1``, query, JSON body (or raw
+    ``content``, such as a code bundle), headers."""
 
-    __slots__ = ("headers", "json", "method", "params", "path")
+    __slots__ = ("content", "headers", "json", "method", "params", "path")
 
     def __init__(
         self,
@@ -57,12 +58,14 @@ class Call:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
     ) -> None:
         self.method = method.upper()
         self.path = path
         self.params = {k: v for k, v in (params or {}).items() if v is not None}
         self.json = json
         self.headers = dict(headers or {})
+        self.content = content
 
     def __repr__(self) -> str:
         return f"Call({self.method} {self.path})"
@@ -282,6 +285,9 @@ class Session:
             headers = dict(call.headers)
             headers["Content-Type"] = "application/json"
             kwargs["headers"] = headers
+        elif call.content is not None:
+            kwargs["content"] = call.content
+            kwargs["headers"] = {"Content-Type": "application/octet-stream", **call.headers}
         return kwargs
 
     # -- sending ------------------------------------------------------------------

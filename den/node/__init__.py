@@ -29,7 +29,8 @@ Modules: :mod:`~den.node.app` (the ASGI app), :mod:`~den.node.httpserver` (the
 HTTP/1.1 server it runs on by default; uvicorn is the alternative),
 :mod:`~den.node.runtime` (objects, envs, code bundles), :mod:`~den.node.envs` (env
 worker processes and the IPC to them), :mod:`~den.node.worker` (the worker side),
-:mod:`~den.node.auth` (den token checks), :mod:`~den.node.server` (start-up,
+:mod:`~den.node.auth` (den token checks), :mod:`~den.node.restore` (putting saved
+objects back after a restart), :mod:`~den.node.server` (start-up,
 heartbeats, autostop), :mod:`~den.node.protocol` (wire formats),
 :mod:`~den.node.caller` and :mod:`~den.node.bundle` (the caller side) and
 :mod:`~den.node.errors` (what callers catch).
@@ -85,7 +86,12 @@ tells the worker in the call's meta.
     ``Accept: application/x-ndjson``, a stream of JSON lines (``{"stream",
     "text"}``, ``{"yield": ...}``, then ``{"result": ...}`` or ``{"error": ...}``).
     ``X-Den-Timeout: <seconds>`` sets the call's timeout (else the daemon's
-    ``--call-timeout``). A body past ``--max-body-mb`` (default 1024) is a 413.
+    ``--call-timeout``). ``X-Den-Address: /alice/train`` names the saved resource
+    the object is: a daemon that does not hold the object (it restarted since it
+    was put) asks den, with its cluster token, for den's saved copy, after
+    checking the caller's ``read`` on that address, puts it back and runs the
+    call (:mod:`den.node.restore`); without a copy in den the 404 says the
+    object's state was lost. A body past ``--max-body-mb`` (default 1024) is a 413.
     An error found before the call runs (bad arguments, ``pickle_refused``, no such
     method) is answered with its status and a JSON error body, whatever the format.
 

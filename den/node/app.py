@@ -30,7 +30,8 @@ from den.node import protocol as p
 from den.node.auth import AuthDenied, DenAuth
 from den.node.config import NodeConfig
 from den.node.envs import EnvError, EnvSpec, EnvWorker, Inbox
-from den.node.runtime import ObjectRecord, RequestError, Runtime
+from den.node.restore import RestoreFailed, Restorer
+from den.node.runtime import ADDRESS_RE, ObjectRecord, RequestError, Runtime
 
 log = logging.getLogger("den.node")
 
@@ -44,6 +45,7 @@ _FRAMES_CT = p.FRAMES.encode()
 _NDJSON_CT = p.NDJSON.encode()
 _CLOUDPICKLE_CT = p.CLOUDPICKLE.encode()
 _OOB_CT = p.OOB_PICKLE.encode()
+_ADDRESS_HEADER = p.ADDRESS_HEADER.encode()
 _MB = 1 << 20
 
 
@@ -114,6 +116,8 @@ class NodeApp:
         self.config = config
         self.runtime = runtime
         self.auth = auth
+        #: Puts saved objects back after a restart (None without den).
+        self.restorer: Restorer | None = None
         self.cluster_address = config.cluster_address or "/"
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
@@ -218,11 +222,28 @@ class NodeApp:
     async def _call(self, scope: Scope, receive: Receive, send: Send, name: str,
                     method: str) -> None:
         rt = self.runtime
+        # Checked and counted before anything awaits, so that autostop (which
+        # drains only when no call is in flight) never stops a call that began.
+        if rt.draining:
+            raise HttpError(503, "cluster_stopping",
+                            "this cluster is stopping: it sat idle past its autostop; bring "
+                            "it up again (den.cluster(...).up_if_not()) and call again")
+        rt.calls_in_flight += 1
+        try:
+            await self._call_counted(scope, receive, send, name, method)
+        finally:
+            rt.calls_in_flight -= 1
+            rt.touch()
+
+    async def _call_counted(self, scope: Scope, receive: Receive, send: Send, name: str,
+                            method: str) -> None:
+        rt = self.runtime
         rec = rt.objects.get(name)
-        address = (rec.address if rec is not None else None) or self.cluster_address
-        await self._authorize(scope, address, "read")
+        restored = ""
         if rec is None:
-            raise HttpError(404, "not_found", f"no object named {name!r} on this node")
+            rec, restored = await self._restore(scope, name)
+        else:
+            await self._authorize(scope, rec.address or self.cluster_address, "read")
         ctype = b""
         accept = b""
         timeout = self.config.call_timeout
@@ -271,9 +292,10 @@ class NodeApp:
                             f"{name!r} could not be re-created after its worker restarted: "
                             f"{rec.error}; put it again")
         cid, inbox = env.open(p.CALL, rec.call_meta(method, enc, trusted), body)
+        if restored in _RESTORED:
+            inbox.push((p.LOG, _RESTORED[restored].format(rec.address).encode()))
         if len(body) >= 1 << 16:
             await env.drain()
-        rt.calls_in_flight += 1
         timer = None
         try:
             if timeout:
@@ -289,8 +311,28 @@ class NodeApp:
             env.close(cid)
             if timer is not None:
                 timer.cancel()
-            rt.calls_in_flight -= 1
-            rt.touch()
+
+    async def _restore(self, scope: Scope, name: str) -> tuple[ObjectRecord, str]:
+        """A call for an object this daemon does not hold: when the caller says
+        which saved resource it is for and may read that, put it back from den's
+        copy (this daemon restarted since it was put); else 404, saying why."""
+        address = _header(scope, _ADDRESS_HEADER)
+        if address is None or self.restorer is None or not ADDRESS_RE.match(address):
+            await self._authorize(scope, self.cluster_address, "read")
+            raise HttpError(404, "not_found", f"no object named {name!r} on this node (was "
+                            "the cluster restarted since it was sent? send it again with "
+                            ".to(cluster))")
+        await self._authorize(scope, address, "read")
+        try:
+            found = await self.restorer.restore(name, address)
+        except RestoreFailed as exc:
+            raise HttpError(exc.status, exc.code, exc.message) from None
+        if found is None:
+            raise HttpError(404, "not_found", f"no object named {name!r} on this node: the "
+                            f"cluster restarted since {address} was put there, and den holds no "
+                            "saved copy of it, so whatever state it had is lost; its owner must "
+                            "send it again with .to(cluster)")
+        return found
 
     # -- objects ----------------------------------------------------------------
     async def _put_object(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
@@ -368,6 +410,22 @@ class NodeApp:
             await send_json(send, 200, json.dumps({"deleted": rest[0]}).encode())
         else:
             raise HttpError(404, "not_found", "no such route")
+
+
+#: What a call's output says when a module instance was put back after a restart.
+_RESTORED = {
+    "init": ("den: {} was put back on this cluster from its saved constructor arguments "
+             "after the cluster restarted; state it gained since then was lost.\n"),
+    "value": ("den: {} was put back on this cluster as it was when it was sent, after the "
+              "cluster restarted; state it gained since then was lost.\n"),
+}
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _bearer(scope: Scope) -> str | None:

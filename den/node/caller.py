@@ -206,11 +206,16 @@ def _loads(payload: bytes | bytearray | memoryview) -> Any:
     return pickle.loads(pickled, buffers=buffers)  # noqa: S301 - our daemon's answer
 
 
-def _call_headers(timeout: float | None, size: int) -> dict[str, str]:
+def _call_headers(timeout: float | None, size: int, address: str | None = None
+                  ) -> dict[str, str]:
     headers = {"content-type": p.OOB_PICKLE, "accept": p.FRAMES,
                "content-length": str(size)}
     if timeout:
         headers[p.TIMEOUT_HEADER] = repr(float(timeout))
+    if address:
+        # Which saved resource the object is: a daemon that restarted since it
+        # was put asks den for its saved copy (den.node.restore).
+        headers[p.ADDRESS_HEADER] = address
     return headers
 
 
@@ -407,17 +412,19 @@ class NodeClient:
     def call(self, name: str, method: str | None = None, args: Sequence[Any] = (),
              kwargs: Mapping[str, Any] | None = None, *,
              stream: OutputCallback | bool | None = True,
-             timeout: float | None = None) -> Any:
+             timeout: float | None = None, address: str | None = None) -> Any:
         """Call a function (``method=None``) or a module's method; return its result.
 
         ``stream`` receives remote output as it arrives (True: this client's default,
         printing it; None or False: drop it). ``timeout`` is enforced by the daemon.
+        ``address``: the saved resource the object is, so that a daemon that lost
+        it (it restarted) can put it back from den's saved copy.
         """
         cb = self.stream if stream is True else (stream or None)
         parts, size = _dumps_call(args, kwargs)
         request = self._http.build_request(
             "POST", f"/objects/{name}/{method or 'call'}", content=_content(parts, size),
-            headers=_call_headers(timeout, size), timeout=_http_timeout(timeout),
+            headers=_call_headers(timeout, size, address), timeout=_http_timeout(timeout),
         )
         resp = self._send(request, stream=True)
         handed_over = False
@@ -538,13 +545,13 @@ class AsyncNodeClient:
     async def call(self, name: str, method: str | None = None, args: Sequence[Any] = (),
                    kwargs: Mapping[str, Any] | None = None, *,
                    stream: OutputCallback | bool | None = True,
-                   timeout: float | None = None) -> Any:
+                   timeout: float | None = None, address: str | None = None) -> Any:
         """Like NodeClient.call; a remote generator comes back as an async iterator."""
         cb = self.stream if stream is True else (stream or None)
         parts, size = _dumps_call(args, kwargs)
         request = self._http.build_request(
             "POST", f"/objects/{name}/{method or 'call'}", content=b"".join(parts),
-            headers=_call_headers(timeout, size), timeout=_http_timeout(timeout),
+            headers=_call_headers(timeout, size, address), timeout=_http_timeout(timeout),
         )
         resp = await self._send(request, stream=True)
         handed_over = False

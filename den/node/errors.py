@@ -69,6 +69,12 @@ class DenUnavailable(NodeError):
     code = "den_unavailable"
 
 
+class ClusterStopping(NodeError):
+    """The daemon is stopping (autostop) and takes no more calls; bring it up again."""
+
+    code = "cluster_stopping"
+
+
 class EnvSetupFailed(NodeError):
     """Creating an env (virtualenv, pip install, setup commands) failed on the node."""
 
@@ -146,6 +152,7 @@ _BY_CODE: dict[str, type[NodeError]] = {
         NodeForbidden,
         ObjectNotFound,
         DenUnavailable,
+        ClusterStopping,
         EnvSetupFailed,
         TooLarge,
         CallTimeout,

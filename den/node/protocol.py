@@ -46,6 +46,9 @@ JSON = "application/json"
 
 #: Request header carrying the caller's per-call timeout in seconds.
 TIMEOUT_HEADER = "x-den-timeout"
+#: Request header naming the saved resource (``/alice/train``) a call's object is,
+#: so that a daemon that restarted can put it back from den (den.node.restore).
+ADDRESS_HEADER = "x-den-address"
 
 HTTP_HEADER = struct.Struct("!BQ")
 IPC_HEADER = struct.Struct("!BIIQ")
@@ -82,6 +85,7 @@ ERROR_STATUS = {
     "internal": 500,
     "worker_crashed": 502,
     "den_unavailable": 503,
+    "cluster_stopping": 503,
     "timeout": 504,
 }
 

@@ -206,6 +206,9 @@ class Runtime:
         self._ids = itertools.count(1)
         self.calls_in_flight = 0
         self.last_activity = time.time()
+        #: Set when the daemon stops taking calls to stop for autostop (see
+        #: den.node.server.DenLink); a call that starts then is refused.
+        self.draining = False
 
     def _next_id(self) -> int:
         n = next(self._ids)

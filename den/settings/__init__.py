@@ -333,6 +333,21 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis has no acknowledgements of its own: kombu keeps a delivered message
+    # in an "unacked" set and hands it out again once it has been there for
+    # visibility_timeout seconds (its default is an hour). With acks_late that
+    # is how a message held by a worker killed with -9 comes back, so an hour
+    # is far too long for a start that has a two-minute deadline. It must
+    # still be longer than any compute task may hold a message: a countdown
+    # or retry waiting for its time (polls: seconds; retries: at most
+    # DEN_CLUSTER_TASK_RETRY_MAX_SECONDS) plus the task's hard time limit,
+    # or a message still being worked on is handed out twice (harmless, as
+    # every step is fenced and idempotent, but wasted work). Ten minutes
+    # covers 60 s + 150 s with room; den's sweep resumes lost steps sooner.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(env("DEN_CELERY_VISIBILITY_TIMEOUT", "600")),
+    }
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -342,8 +357,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 # Workers started without -Q consume both queues; compute's tasks go to "compute"
 # so that a deployment can give clusters their own workers.
-CELERY_TASK_QUEUES: dict[str, dict] = {"celery": {}, "compute": {}}
-CELERY_TASK_ROUTES = {"compute.*": {"queue": "compute"}}
+# DEN_COMPUTE_QUEUE renames that queue (tests give each run its own); tasks
+# that enqueue tasks (a start's polls) send them there too.
+DEN_COMPUTE_QUEUE = env("DEN_COMPUTE_QUEUE", "compute")
+CELERY_TASK_QUEUES: dict[str, dict] = {"celery": {}, DEN_COMPUTE_QUEUE: {}}
+CELERY_TASK_ROUTES = {"compute.*": {"queue": DEN_COMPUTE_QUEUE}}
 
 # Compute: clusters and their node daemons (seconds unless named otherwise).
 # The URL daemons call back (heartbeats, token checks); den's public URL unless
@@ -354,7 +372,19 @@ DEN_CLUSTER_HEARTBEAT_SECONDS = float(env("DEN_CLUSTER_HEARTBEAT_SECONDS", "30")
 DEN_CLUSTER_HEARTBEAT_TIMEOUT = float(env("DEN_CLUSTER_HEARTBEAT_TIMEOUT", "120"))
 # How long a daemon caches den's answer to a caller's token (revocation delay).
 DEN_CLUSTER_AUTH_CACHE_SECONDS = float(env("DEN_CLUSTER_AUTH_CACHE_SECONDS", "10"))
+# A start (begin, then polls) not up after this long fails, and what it began is stopped.
 DEN_CLUSTER_START_TIMEOUT = float(env("DEN_CLUSTER_START_TIMEOUT", "120"))
+# Every cluster task step (a begin, a poll, a stop) is bounded: past the soft
+# limit it fails its request with an event; past the hard one its worker
+# process is killed. Backends return in seconds; long work is split into polls.
+DEN_CLUSTER_TASK_SOFT_TIME_LIMIT = float(env("DEN_CLUSTER_TASK_SOFT_TIME_LIMIT", "120"))
+DEN_CLUSTER_TASK_TIME_LIMIT = float(env("DEN_CLUSTER_TASK_TIME_LIMIT", "150"))
+DEN_CLUSTER_TASK_MAX_RETRIES = int(env("DEN_CLUSTER_TASK_MAX_RETRIES", "5"))
+DEN_CLUSTER_TASK_RETRY_MAX_SECONDS = int(env("DEN_CLUSTER_TASK_RETRY_MAX_SECONDS", "60"))
+# A caller that cannot reach a daemon asks den to check it (a worker does); at
+# most one check per cluster this often, and the caller waits this long at most.
+DEN_CLUSTER_PROBE_SECONDS = float(env("DEN_CLUSTER_PROBE_SECONDS", "1"))
+DEN_CLUSTER_PROBE_WAIT_SECONDS = float(env("DEN_CLUSTER_PROBE_WAIT_SECONDS", "5"))
 # Local clusters run their users' code on this server: "admins" (the default)
 # lets only staff and superusers bring one up, "everyone" lets any user.
 DEN_LOCAL_CLUSTERS = env("DEN_LOCAL_CLUSTERS", "admins").strip().lower()
@@ -370,6 +400,11 @@ DEN_CLUSTER_USER = env("DEN_CLUSTER_USER", "den-cluster")
 # The python3 that user runs the daemon with; empty: the first 3.9+ found in /usr/bin, ...
 DEN_CLUSTER_PYTHON = env("DEN_CLUSTER_PYTHON")
 DEN_CLUSTER_SWEEP_SECONDS = float(env("DEN_CLUSTER_SWEEP_SECONDS", "30"))
+# What den keeps to put saved functions back on a cluster that restarted: code
+# bundles (the client's own cap on one is 50 MB) and the daemon's put body of
+# each saved function or module (by-value pickles, constructor arguments).
+DEN_CODE_BUNDLE_MAX_MB = int(env("DEN_CODE_BUNDLE_MAX_MB", "50"))
+DEN_DEPLOYMENT_MAX_MB = int(env("DEN_DEPLOYMENT_MAX_MB", "16"))
 # An SSE stream of cluster events lasts at most this long; clients reconnect.
 DEN_CLUSTER_EVENTS_STREAM_SECONDS = float(env("DEN_CLUSTER_EVENTS_STREAM_SECONDS", "25"))
 # How many event streams one user (or, signed out, one client address) may
@@ -380,7 +415,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "compute.sweep_clusters",
         "schedule": DEN_CLUSTER_SWEEP_SECONDS,
         # A sweep that waited longer than its period is replaced by the next one.
-        "options": {"queue": "compute", "expires": DEN_CLUSTER_SWEEP_SECONDS},
+        "options": {"queue": DEN_COMPUTE_QUEUE, "expires": DEN_CLUSTER_SWEEP_SECONDS},
     },
 }
 

@@ -1,7 +1,8 @@
 """API-wide permission: a user is needed (unless the view says otherwise) and
-read-scoped tokens are refused every write (but revoking themselves, which a
-view allows with ``allow_read_scope``), and a cluster's own token is
-refused everywhere but the few views that allow it. Per-resource rules live in
+read-scoped tokens are refused every write (but the few a reader may make,
+which a view allows with ``allow_read_scope``: revoking the token itself,
+reporting a dead daemon), and a cluster's own token is refused
+everywhere but the few views that allow it. Per-resource rules live in
 ``registry.access``, never here."""
 
 from __future__ import annotations

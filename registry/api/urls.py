@@ -18,6 +18,7 @@ urlpatterns = [
     path("invitations", views.InvitationListView.as_view(), name="invitation-list"),
     path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
     path("invitations/<str:token>", views.InvitationDetailView.as_view(), name="invitation-detail"),
+    path("code/<str:sha>", views.CodeBundleView.as_view(), name="code-bundle"),
     path("resources", views.ResourceListView.as_view(), name="resource-list"),
     re_path(
         rf"^resources/{ADDRESS}/-/versions/(?P<number>[^/]+)/restore$",

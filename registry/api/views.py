@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -407,3 +408,28 @@ class InvitationAcceptView(DenAPIView):
             token=data["token"], username=data["username"], password=data["password"]
         )
         return Response(s.MeSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+# Code bundles -------------------------------------------------------------------
+
+
+class CodeBundleView(DenAPIView):
+    """``HEAD /code/<sha256>``: does den keep this bundle? ``PUT``: keep it (the
+    raw .tar.gz; its SHA-256 must match). Nobody reads one back here: only a
+    cluster's daemon, through the deployment of a function that runs there."""
+
+    def max_body_bytes(self) -> int:
+        return int(settings.DEN_CODE_BUNDLE_MAX_MB) * 1024 * 1024
+
+    @extend_schema(responses={200: None, 404: None})
+    def head(self, request: Request, sha: str) -> Response:
+        found = selectors.code_bundle_exists(sha=sha)
+        return Response(status=status.HTTP_200_OK if found else status.HTTP_404_NOT_FOUND)
+
+    @extend_schema(request={"application/gzip": bytes}, responses={201: None, 200: None})
+    def put(self, request: Request, sha: str) -> Response:
+        data = request._request.read(self.max_body_bytes() + 1)
+        created = services.code_bundle_store(actor=request.user, sha=sha, data=data)
+        return Response({"sha256": sha, "created": created},
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+

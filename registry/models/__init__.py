@@ -1,6 +1,7 @@
 """The registry's data model, one module per concept."""
 
 from registry.models.audit import AuditEvent
+from registry.models.code import CodeBundle
 from registry.models.resources import Resource, ResourceType, Visibility
 from registry.models.secrets import SecretValue
 from registry.models.sharing import AccessGrant, AccessLevel, Invitation, PendingGrant
@@ -13,6 +14,7 @@ __all__ = [
     "AccessLevel",
     "ApiToken",
     "AuditEvent",
+    "CodeBundle",
     "Invitation",
     "PendingGrant",
     "Resource",

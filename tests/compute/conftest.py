@@ -13,6 +13,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from celery.app.task import Task
 
 from compute import selectors
 from compute.models import ClusterState
@@ -91,3 +92,33 @@ def up_cluster(celery_worker, make_cluster, people) -> Iterator[Callable[..., Re
     for resource in made:
         with contextlib.suppress(AssertionError):
             wait_status(resource, "terminated", timeout=20)
+
+
+class Outbox:
+    """Task messages the services sent, kept to be run by the test."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Task, tuple[Any, ...], dict[str, Any]]] = []
+
+    def take(self, name: str) -> tuple[Task, tuple[Any, ...], dict[str, Any]]:
+        for index, (task, args, kwargs) in enumerate(self.sent):
+            if task.name == name:
+                del self.sent[index]
+                return task, args, kwargs
+        raise AssertionError(f"no {name} message was sent (sent: "
+                             f"{[t.name for t, _, _ in self.sent]})")
+
+    def run(self, name: str, task_id: str) -> Any:
+        task, args, kwargs = self.take(name)
+        return task.apply(args=args, kwargs=kwargs, task_id=task_id).get(propagate=False)
+
+
+@pytest.fixture
+def outbox(monkeypatch) -> Outbox:
+    box = Outbox()
+
+    def capture(self: Task, args: Any = None, kwargs: Any = None, **options: Any) -> None:
+        box.sent.append((self, tuple(args or ()), dict(kwargs or {})))
+
+    monkeypatch.setattr(Task, "apply_async", capture)
+    return box

@@ -72,7 +72,8 @@ def test_compute_rows_are_shown_read_only(staff_client, cluster_state):
 
 def test_stop_action_goes_through_the_service(staff_client, cluster_state, monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "_enqueue", lambda name, state_id: sent.append((name, state_id)))
+    monkeypatch.setattr(services, "_enqueue",
+                        lambda name, state, *args, **kwargs: sent.append((name, state.pk)))
     response = staff_client.post("/admin/compute/clusterstate/", {
         "action": "request_stop", "_selected_action": [cluster_state.pk],
     }, follow=True)

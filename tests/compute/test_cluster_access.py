@@ -32,7 +32,9 @@ CLUSTER_ENDPOINTS = [
     # Users may never post heartbeats: those who may read the cluster get 403.
     ("cluster-heartbeat", "post", f"{BASE}/heartbeat", HEARTBEAT, R, 403),
 ]
-CLUSTER_ROUTE_NAMES = {endpoint[0] for endpoint in CLUSTER_ENDPOINTS}
+# ... and those whose matrices are in tests/compute/test_deployments.py.
+CLUSTER_ROUTE_NAMES = {endpoint[0] for endpoint in CLUSTER_ENDPOINTS} | {
+    "cluster-probe", "deployment", "deployment-code", "code-bundle"}
 
 
 @pytest.fixture
@@ -75,9 +77,9 @@ def test_cluster_endpoint_status(world, api, endpoint, caller, visibility):
 
 def test_cluster_token_may_only_post_its_own_heartbeats(world, api):
     gpu, tokens = world("private")
-    plain = services._mint_cluster_token(ClusterState.objects.create(resource=gpu, status="up"))
+    plain = services._mint_cluster_token(ClusterState.objects.create(resource=gpu, status="up"), 0)
     api.as_token(plain)
-    assert api.post(f"{BASE}/heartbeat", HEARTBEAT, format="json").status_code == 204
+    assert api.post(f"{BASE}/heartbeat", HEARTBEAT, format="json").status_code == 200
     for method, path in [("get", BASE), ("get", f"{BASE}/events"), ("post", f"{BASE}/up"),
                          ("post", f"{BASE}/stop"), ("get", "/api/v1/resources/alice/gpu"),
                          ("get", "/api/v1/tokens"), ("get", "/api/v1/resources")]:
@@ -91,7 +93,7 @@ def test_cluster_token_may_only_post_its_own_heartbeats(world, api):
 
 def test_cluster_tokens_are_not_listed_among_the_owners_tokens(world, api):
     gpu, tokens = world("private")
-    services._mint_cluster_token(ClusterState.objects.create(resource=gpu))
+    services._mint_cluster_token(ClusterState.objects.create(resource=gpu), 0)
     api.as_token(tokens["owner"])
     names = [t["name"] for t in api.get("/api/v1/tokens").json()]
     assert not any(name.startswith("cluster ") for name in names)

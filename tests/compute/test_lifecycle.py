@@ -80,13 +80,13 @@ def test_duplicate_up_messages_start_one_daemon(celery_worker, make_cluster, peo
     cpu = make_cluster("dup")
     state = services.cluster_request_up(actor=people["users"]["alice"], resource=cpu)
     # Two more messages for the same request, as a duplicate delivery would make.
-    tasks.cluster_up.delay(state.pk)
-    tasks.cluster_up.delay(state.pk)
+    tasks.cluster_up.delay(state.pk, state.request_seq)
+    tasks.cluster_up.delay(state.pk, state.request_seq)
     state = wait_status(cpu, "up", worker=celery_worker)
     # Asking again while it is up enqueues nothing and changes nothing.
     services.cluster_request_up(actor=people["users"]["alice"], resource=cpu)
     # Running the task once more, here, is a no-op too.
-    assert tasks.cluster_up.apply(args=[state.pk]).get() == "skipped"
+    assert tasks.cluster_up.apply(args=[state.pk, state.request_seq]).get() == "skipped"
     time.sleep(1.5)  # let the duplicates reach the worker and be skipped
     daemons = node_processes(celery_worker.cluster_dir(cpu))
     assert list(daemons) == [state.handles["pid"]], daemons
@@ -140,23 +140,25 @@ def test_a_failed_start_revokes_only_its_own_token(make_cluster, people, monkeyp
     from compute.backends import BackendError
 
     cpu = make_cluster("slow")
-    state = ClusterState.objects.create(resource=cpu, status="provisioning", backend="local")
+    state = ClusterState.objects.create(resource=cpu, status="provisioning", backend="local",
+                                        request_seq=1)
     newer: list[str] = []
 
     class SlowThenFailing:
         name = "local"
 
-        def up(self, spec, log):
+        def begin_up(self, spec, log):
             # Meanwhile: stopped, brought up again, and the newer start minted its token.
-            newer.append(services._mint_cluster_token(services._load(state.pk)))
-            ClusterState.objects.filter(pk=state.pk).update(claimed_by="newer-message")
+            ClusterState.objects.filter(pk=state.pk).update(request_seq=2,
+                                                            claimed_by="newer-message")
+            newer.append(services._mint_cluster_token(services._load(state.pk), 2))
             raise BackendError("the old daemon exited")
 
-        def stop(self, *args):
+        def cancel_up(self, *args):
             pass
 
     monkeypatch.setattr(services, "get_backend", lambda name: SlowThenFailing())
-    assert services.cluster_run_up(state_id=state.pk, claim="old-message") is True
+    assert services.cluster_run_up(state_id=state.pk, seq=1, claim="old-message") == "failed"
     live = ApiToken.objects.filter(cluster=cpu, revoked_at__isnull=True)
     assert [t.token_hash for t in live] == [credentials.hash_token(newer[0])]
 

@@ -85,7 +85,7 @@ def test_an_owner_who_lost_staff_after_asking_gets_a_failed_start(make_cluster, 
     settings.DEN_LOCAL_CLUSTERS = "admins"
     cpu = make_cluster("demoted")
     state = ClusterState.objects.create(resource=cpu, status="provisioning", backend="local")
-    assert services.cluster_run_up(state_id=state.pk, claim="test-claim") is True
+    assert services.cluster_run_up(state_id=state.pk, seq=0, claim="test-claim") == "failed"
     state.refresh_from_db()
     assert state.status == "failed"
     assert "provider 'local'" in state.message
@@ -179,7 +179,7 @@ def test_a_failed_start_keeps_its_log_out_of_the_message(celery_worker, make_clu
         services.cluster_request_up(actor=people["users"]["alice"], resource=cpu)
         state = wait_status(cpu, "failed", worker=celery_worker)
     failed = ClusterEvent.objects.get(cluster__resource=cpu, kind="failed")
-    assert "exited with code" in failed.message and "details" in failed.message
+    assert "exited before it answered" in failed.message and "details" in failed.message
     for text in (failed.message, state.message):
         assert "in use" not in text.lower() and "Traceback" not in text
         assert str(celery_worker.cluster_root) not in text
@@ -207,7 +207,7 @@ def test_a_start_that_cannot_work_fails_saying_what_to_do(case, make_cluster, se
         cpu = make_cluster("doomed")
         state = ClusterState.objects.create(resource=cpu, status="provisioning",
                                             backend="local")
-        assert services.cluster_run_up(state_id=state.pk, claim="test-claim") is True
+        assert services.cluster_run_up(state_id=state.pk, seq=0, claim="test-claim") == "failed"
         state.refresh_from_db()
         assert state.status == "failed"
         assert expected in state.message

@@ -45,6 +45,11 @@ class FakeDen:
         }
         self.checks: list[tuple[str, str, str]] = []
         self.heartbeats: list[tuple[str, str, dict]] = []
+        #: path -> (status, body, content type): what den answers a daemon's
+        #: deployment requests with (den.node.restore); each request is recorded.
+        self.deployments: dict[str, tuple[int, bytes, str]] = {}
+        self.deployment_gets: list[tuple[str, str]] = []
+        self.deployment_delay = 0.0
         den = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,6 +68,18 @@ class FakeDen:
                 url = urlparse(self.path)
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
                 token = self.headers.get("authorization", "").removeprefix("Bearer ")
+                if "/-/deployment" in url.path:
+                    den.deployment_gets.append((url.path, token))
+                    time.sleep(den.deployment_delay)
+                    status, data, ctype = den.deployments.get(
+                        url.path, (404, b'{"error": {"code": "no_deployment"}}',
+                                   "application/json"))
+                    self.send_response(status)
+                    self.send_header("content-type", ctype)
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 den.checks.append((token, q.get("address", ""), q.get("level", "")))
                 grants = den.grants.get(token)
                 if grants is None:

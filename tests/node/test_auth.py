@@ -139,7 +139,7 @@ def test_heartbeats_use_the_cluster_token(authed: Daemon, den: FakeDen) -> None:
     path, auth, body = den.heartbeats[-1]
     assert path == "/api/v1/resources/alice/cpu/-/cluster/heartbeat"
     assert auth == "Bearer den_cluster_secret"
-    assert set(body) == {"last_activity", "calls_in_flight", "objects"}
+    assert set(body) == {"last_activity", "calls_in_flight", "objects", "draining"}
     # Den's 404 (no endpoint yet) is logged once, not on every beat.
     assert authed.log().count("answered 404 to a heartbeat") <= 1
 
