@@ -259,7 +259,7 @@ def _after_unreachable(session: Session, address: str, what: str, via: str | Non
         status = cluster_status(session, address, what, via)
     url = status.get("daemon_url")
     if status.get("status") != "up" or not url:
-        raise _not_up(address, status, what)
+        raise _not_up(session, address, status, what)
     _urls[(session.url, address)] = str(url)
     return str(url)
 
@@ -574,7 +574,7 @@ def deploy(resource: Runnable) -> None:
     status = cluster_status(session, address, what)
     url = status.get("daemon_url")
     if status.get("status") != "up" or not url:
-        raise _not_up(address, status, what)
+        raise _not_up(session, address, status, what)
     _urls[(session.url, address)] = str(url)
     if resource.TYPE == "module" and not getattr(resource, "is_instance", False):
         # A class is instantiated on the node by its calls; send its code now.
