@@ -150,7 +150,8 @@ def test_show_piped_into_head_ends_quietly(server, tmp_path):
 def test_a_cluster_that_is_down_gets_advice_that_fits_the_caller(server):
     den.login(url=server, username="alice", password=PASSWORD, persist=False)
     cpu = den.cluster(name="cpu", provider="local").save()
-    fn = den.function(sample_code.train).to(cpu).save()
+    # Saved to run on the cluster while it is down (.to() would refuse to send it).
+    fn = den.function(sample_code.train, system=cpu).save()
     fn.share("bob", access_level="read")
     with pytest.raises(den.NoRunningCluster) as owner:
         den.function(name="/alice/train")([1.0])

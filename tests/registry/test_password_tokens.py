@@ -29,7 +29,8 @@ def alice():
 def tokens(alice):
     """Two of alice's own tokens and her cluster's daemon token."""
     cpu = ResourceFactory(owner=alice, name="cpu", type="cluster", config={"provider": "local"})
-    daemon = _mint_cluster_token(ClusterState.objects.create(resource=cpu, status="up"))
+    state = ClusterState.objects.create(resource=cpu, status="up")
+    daemon = _mint_cluster_token(state, state.request_seq)
     return {"own": [make_token(alice), make_token(alice, scope="read")], "cluster": daemon}
 
 

@@ -119,7 +119,7 @@ def _good_arguments(route: Route, world: dict[str, Any]) -> dict[str, Any]:
     values = {"address": address, "number": "1", "who": "bob", "token": world["invitation"],
               "token_id": world["spare_id"], "owner": "alice", "uidb64": "MQ",
               # /rh/ routes: runhouse's owner:name URIs
-              "uri": address.replace("/", ":"), "username": "bob"}
+              "uri": address.replace("/", ":"), "username": "bob", "sha": "0" * 64}
     if name == "password-reset-confirm":
         values["token"] = "set-password"
     return {key: values[key] for key in route.arguments}

@@ -59,10 +59,11 @@ def test_sweeps_never_touch_a_reported_cluster(box, alice_api):
     ClusterState.objects.filter(resource=box).update(
         last_heartbeat_at=long_ago, last_activity_at=long_ago, status_changed_at=long_ago)
     counts = compute_services.cluster_sweep()
-    assert counts == {"unreachable": 0, "autostopped": 0, "failed": 0}
+    assert not any(counts.values()), counts
     assert ClusterState.objects.get(resource=box).status == "up"
     ClusterState.objects.filter(resource=box).update(status="starting")
-    assert compute_services.cluster_sweep()["failed"] == 0
+    counts = compute_services.cluster_sweep()
+    assert not any(counts.values()), counts
 
 
 def test_den_does_not_start_or_stop_a_reported_cluster(box, alice_api):
