@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ops import views as ops_views
 from registry.throttling import sign_in_wait
 
 
@@ -34,6 +35,10 @@ def admin_login(request: HttpRequest, extra_context: Any = None) -> HttpResponse
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    # Operators' endpoints (ops/): liveness, readiness, Prometheus figures.
+    path("livez", ops_views.livez, name="livez"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("admin/login/", admin_login),  # before the admin's own login route
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

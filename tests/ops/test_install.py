@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -38,8 +39,13 @@ def _run(*args: str | Path, cwd: Path | None = None, timeout: float = PIP_TIMEOU
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """``pip wheel --no-deps .``: the distribution as a user would get it."""
+    # From a copy of the source, as a fresh clone would be: setuptools builds
+    # in the source tree (build/), where a file since removed would linger.
+    source = tmp_path_factory.mktemp("source") / "den"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "artifacts", ".*_cache"))
     out = tmp_path_factory.mktemp("wheel")
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, REPO)
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, source)
     wheels = list(out.glob("*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
