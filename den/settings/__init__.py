@@ -216,7 +216,10 @@ STATIC_ROOT = env("DEN_STATIC_ROOT", str(DEN_HOME / "static"))
 # in front of den may serve DEN_STATIC_ROOT (inside DEN_HOME, they stay behind
 # its mode 0700).
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
-os.chmod(STATIC_ROOT, 0o755)  # noqa: S103 - public files
+# A static root collected into an image (the Dockerfile's /app/static) is
+# root's, and den there runs as another user: it is public already.
+with contextlib.suppress(PermissionError):
+    os.chmod(STATIC_ROOT, 0o755)  # noqa: S103 - public files
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
