@@ -40,7 +40,9 @@ def _logconfig() -> dict[str, Any] | None:
     return dict(settings.LOGGING)
 
 
-logconfig_dict = _logconfig()
+_json_logging = _logconfig()
+if _json_logging is not None:  # gunicorn refuses a logconfig_dict of None
+    logconfig_dict = _json_logging
 
 
 def close_connections() -> None:

@@ -179,6 +179,17 @@ def database() -> Iterator[Database]:
 # -- den ----------------------------------------------------------------------
 
 
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 SEED = """
 import json
 from django.contrib.auth import get_user_model
@@ -202,6 +213,7 @@ class Den:
     workers: int = 1
     process: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    workers_started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -214,27 +226,58 @@ class Den:
                  "--workers", str(self.workers), "--no-worker", *extra],
                 cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
+        self._wait_up()
+        return self
 
+    def _wait_up(self) -> None:
         def up() -> bool:
             assert self.process is not None and self.process.poll() is None, \
-                f"serve exited:\n{self.log_text()[-4000:]}"
+                f"den exited:\n{self.log_text()[-4000:]}"
             with contextlib.suppress(httpx.HTTPError):
                 return httpx.get(f"{self.url}/livez", timeout=2).status_code == 200
             return False
 
-        wait_until(up, START_TIMEOUT, f"den to answer:\n{self.log_text()[-3000:]}", 0.2)
+        wait_until(up, START_TIMEOUT, "den to answer", 0.2)
+
+    def start_processes(self) -> Den:
+        """Start den as production does (``den.processes``): migrate, then
+        gunicorn with den's config; the first admin and static files are
+        serve's business and are left out."""
+        from den import processes
+
+        self.manage(*processes.migrate_command()[2:])
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                processes.web_command(bind=f"127.0.0.1:{self.port}", workers=self.workers),
+                cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        self._wait_up()
         return self
 
+    def start_worker(self, name: str = "w1") -> subprocess.Popen[bytes]:
+        """A Celery worker (``den.processes.worker_command``) beside this den."""
+        from den import processes
+
+        log = self.log.with_name(f"worker-{name}.log")
+        with open(log, "ab") as out:
+            worker = subprocess.Popen(
+                [*processes.worker_command(hostname=f"{name}@%h", concurrency=1),
+                 "--without-gossip", "--without-mingle"],
+                cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        self.workers_started.append(worker)
+        wait_until(lambda: "ready." in log.read_text(errors="replace")
+                   or worker.poll() is not None, START_TIMEOUT, "the Celery worker to start")
+        assert worker.poll() is None, log.read_text(errors="replace")[-3000:]
+        return worker
+
     def stop(self) -> None:
+        for worker in self.workers_started:
+            _stop_group(worker)
+        self.workers_started.clear()
         if self.process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        _stop_group(self.process)
         self.process = None
 
     def log_text(self) -> str:

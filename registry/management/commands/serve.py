@@ -157,7 +157,7 @@ class Command(BaseCommand):
                 # den's gunicorn settings and hooks, as production's
                 # `gunicorn -c python:den.gunicorn_conf` has them ...
                 for name in gunicorn_conf.SETTINGS:
-                    value = getattr(gunicorn_conf, name)
+                    value = getattr(gunicorn_conf, name, None)
                     if value is not None:
                         self.cfg.set(name, value)
                 # ... with serve's own bind, processes and threads.
