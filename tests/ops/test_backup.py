@@ -78,6 +78,13 @@ def test_sqlite_backup_wipe_restore(make_den, tmp_path):
     assert private(den.home / "encryption_key") and private(den.home / "secret_key")
     den.start()
     verify(den)
+    # What the restore and the restarted den wrote (keys, database, metrics
+    # files, caches) is private like the rest of DEN_HOME; static files aside.
+    loose = [f"{p.relative_to(den.home)} {oct(stat.S_IMODE(p.stat().st_mode))}"
+             for p in den.home.rglob("*") if "static" not in p.relative_to(den.home).parts
+             and stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)]
+    assert not loose, loose
+    assert any((den.home / "metrics").glob("*.db"))
 
 
 def test_postgresql_backup_wipe_restore(make_den, database, tmp_path):
