@@ -14,10 +14,10 @@
 
 from __future__ import annotations
 
-import json
+import io
 from typing import Any
 
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, ParseError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,6 +27,7 @@ from registry.access import Caller, access_resource
 from registry.api.authentication import BearerTokenAuthentication
 from registry.api.base import DenAPIView, ResourceAPIView
 from registry.api.errors import exception_handler as den_exception_handler
+from registry.api.parsers import DenJSONParser
 from registry.models import ApiToken, Resource
 from rhcompat import mapping
 from rhcompat import services as rh_services
@@ -129,14 +130,17 @@ class RunhouseAPIView(DenAPIView):
         return access_resource(self.caller, address, level)
 
     def body(self) -> Any:
-        """The request body as JSON, whatever its Content-Type (None when empty)."""
+        """The request body as JSON, whatever its Content-Type (None when empty),
+        with den's API's checks: text den cannot store (NUL, a lone surrogate),
+        numbers past infinity and nesting past 100 levels are a 400 naming the
+        field, as in ``registry.api.parsers``, not a 500."""
         raw = self.request._request.body
         if not raw.strip():
             return None
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise errors.InvalidInput(f"The request body is not valid JSON: {exc}",
+            return DenJSONParser().parse(io.BytesIO(raw), parser_context={})
+        except ParseError as exc:
+            raise errors.InvalidInput(f"The request body is not valid JSON: {exc.detail}",
                                       code="malformed_json") from None
 
     def object_body(self) -> dict[str, Any]:

@@ -116,8 +116,12 @@ def _good_arguments(route: Route, world: dict[str, Any]) -> dict[str, Any]:
         address = "alice/cpu"
     elif name.endswith("secret"):
         address = "alice/key"
+    if name.startswith("rh-cluster"):
+        address = "alice/cpu"
     values = {"address": address, "number": "1", "who": "bob", "token": world["invitation"],
-              "token_id": world["spare_id"], "owner": "alice", "uidb64": "MQ"}
+              "token_id": world["spare_id"], "owner": "alice", "uidb64": "MQ",
+              # /rh/: runhouse's URIs (alice:train) and a grantee's name
+              "uri": address.replace("/", ":"), "username": "bob"}
     if name == "password-reset-confirm":
         values["token"] = "set-password"
     return {key: values[key] for key in route.arguments}
