@@ -7,8 +7,9 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from ops import views as ops_views
 from registry.throttling import sign_in_wait
 
 
@@ -34,10 +35,17 @@ def admin_login(request: HttpRequest, extra_context: Any = None) -> HttpResponse
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    # Operators' endpoints (ops/): liveness, readiness, Prometheus figures.
+    path("livez", ops_views.livez, name="livez"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("admin/login/", admin_login),  # before the admin's own login route
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Swagger UI with its script served apart (?script): no inline code, as
+    # den's Content-Security-Policy requires.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(
+        url_name="api-schema", template_name="frontend/swagger_ui.html"), name="api-docs"),
     path("api/v1/", include("registry.api.urls")),  # the busiest routes first
     path("api/v1/", include("compute.api.urls")),  # .../-/cluster: no registry route matches
     # Runhouse clients (API_SERVER_URL=<den>/rh): before the UI, whose /<owner>/<name>

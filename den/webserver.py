@@ -74,7 +74,7 @@ class WSGIServer(httputil.HTTPServerConnectionDelegate):
 
     def __init__(self, application: Callable[..., Iterable[bytes]], *, threads: int,
                  stream_threads: int, max_body_bytes: int,
-                 access_log: Callable[[str], None] | None = None) -> None:
+                 access_log: Callable[..., None] | None = None) -> None:
         self.application = application
         self.executor: Executor = ThreadPoolExecutor(threads, thread_name_prefix="den-web")
         self.stream_executor: Executor = ThreadPoolExecutor(
@@ -182,7 +182,7 @@ class _Exchange(httputil.HTTPMessageDelegate):
                     headers["Content-Length"] = str(len(body))
                 self.connection.write_headers(start, headers, chunk=b"" if head else body)
                 self.connection.finish()
-            self._log(request, start.code, started)
+            self._log(request, start.code, started, headers.get("X-Request-ID"))
         except iostream.StreamClosedError:
             pass  # the client went away
         except Exception:
@@ -236,13 +236,18 @@ class _Exchange(httputil.HTTPMessageDelegate):
             self.connection.write_headers(start, headers, chunk=body)
             self.connection.finish()
 
-    def _log(self, request: httputil.HTTPServerRequest, status: int, started: float) -> None:
+    def _log(self, request: httputil.HTTPServerRequest, status: int, started: float,
+             request_id: str | None = None) -> None:
         if self.server.access_log is not None:
             took = (time.monotonic() - started) * 1000
             # The request line only: headers (and so tokens) never reach a log.
+            # Its request id (ops.logs) and fields go along for JSON lines.
             self.server.access_log(
                 f'{request.remote_ip} "{request.method} {request.uri} {request.version}" '
-                f"{status} {took:.1f}ms")
+                f"{status} {took:.1f}ms",
+                extra={"request_id": request_id, "method": request.method, "path": request.path,
+                       "status": status, "duration_ms": round(took, 1),
+                       "remote": request.remote_ip})
 
 
 def _response_head(status_line: str, header_list: list[tuple[str, str]]

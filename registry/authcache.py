@@ -35,11 +35,19 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DEFAULT_DB_ALIAS, models, transaction
 from django.utils.crypto import salted_hmac
 
+from den.caches import on_recovery
+
 EPOCH_KEY = "den:access-epoch"
 
 
 def _new_epoch() -> None:
     cache.set(EPOCH_KEY, uuid.uuid4().hex, None)
+
+
+# An epoch bump skipped while Redis was unreachable would leave older entries
+# valid in a Redis that kept them: the process that skipped it bumps when
+# Redis answers again (den.caches).
+on_recovery(_new_epoch)
 
 
 def bump_access_epoch() -> None:

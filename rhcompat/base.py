@@ -129,7 +129,10 @@ class RunhouseAPIView(DenAPIView):
         return access_resource(self.caller, address, level)
 
     def body(self) -> Any:
-        """The request body as JSON, whatever its Content-Type (None when empty)."""
+        """The request body as JSON, whatever its Content-Type (None when empty),
+        with den's API's checks: text den cannot store (NUL, a lone surrogate),
+        numbers past infinity and nesting past 100 levels are a 400 naming the
+        field, as in ``registry.api.parsers``, not a 500."""
         raw = self.request._request.body
         if not raw.strip():
             return None

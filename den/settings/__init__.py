@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ops.logs import logging_config as _logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -99,9 +101,9 @@ DEN_ENCRYPTION_KEYS = env_list("DEN_ENCRYPTION_KEY") or [
 
 DEBUG = env_bool("DEN_DEBUG", False)
 ALLOWED_HOSTS = env_list("DEN_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = env_list("DEN_CSRF_TRUSTED_ORIGINS")
 # The address people reach den at; used for resource URLs and invitation links.
 DEN_PUBLIC_URL = env("DEN_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env_list("DEN_CSRF_TRUSTED_ORIGINS")
 # Public resources are readable without signing in only when the server opts in.
 DEN_ANONYMOUS_READ_PUBLIC = env_bool("DEN_ANONYMOUS_READ_PUBLIC", False)
 DEN_TOKEN_DEFAULT_EXPIRY_DAYS = int(env("DEN_TOKEN_DEFAULT_EXPIRY_DAYS", "90"))
@@ -126,10 +128,15 @@ INSTALLED_APPS = [
     "compute",
     "frontend",
     "rhcompat",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # First: every later log line of a request carries its id (ops/logs.py).
+    "ops.middleware.RequestIdMiddleware",
+    "ops.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "ops.middleware.ContentSecurityPolicyMiddleware",
     # Static files (the UI's CSS, htmx, the admin) served by den itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -209,7 +216,10 @@ STATIC_ROOT = env("DEN_STATIC_ROOT", str(DEN_HOME / "static"))
 # in front of den may serve DEN_STATIC_ROOT (inside DEN_HOME, they stay behind
 # its mode 0700).
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
-os.chmod(STATIC_ROOT, 0o755)  # noqa: S103 - public files
+# A static root collected into an image (the Dockerfile's /app/static) is
+# root's, and den there runs as another user: it is public already.
+with contextlib.suppress(PermissionError):
+    os.chmod(STATIC_ROOT, 0o755)  # noqa: S103 - public files
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -240,8 +250,11 @@ def _caches() -> dict[str, dict[str, Any]]:
     read from a cache decodes into code. Without Redis they are files, not
     process memory, since the web processes must see each other's writes."""
     if _redis_url:
+        # Short socket timeouts: a Redis that does not answer is a cache
+        # miss (den.caches), and no request should wait long to learn it.
         redis = {"BACKEND": "den.caches.RedisCache", "LOCATION": _redis_url,
-                 "OPTIONS": {"serializer": "den.caches.JSONSerializer"}}
+                 "OPTIONS": {"serializer": "den.caches.JSONSerializer",
+                             "socket_connect_timeout": 1.0, "socket_timeout": 2.0}}
         # Redis evicts nothing unless told to (maxmemory-policy), so one
         # server holds both, apart by their key prefixes.
         return {"default": {**redis, "KEY_PREFIX": _cache_prefix},
@@ -275,11 +288,43 @@ DEFAULT_FROM_EMAIL = env("DEN_EMAIL_FROM", "den <den@localhost>")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = env_bool("DEN_SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Trusted proxies in front of den: how many X-Forwarded-For hops to believe
+# (throttles, the metrics allow-list) and whether X-Forwarded-Proto may say
+# that a request came over HTTPS.
+DEN_NUM_PROXIES = int(env("DEN_NUM_PROXIES", "0"))
+
+# A den served at an https:// URL gets the settings a public HTTPS site needs
+# (each can still be set on its own): cookies sent over HTTPS only, HSTS, and,
+# behind a proxy that ends TLS, X-Forwarded-Proto believed so that Django
+# knows the request was secure. Without a proxy (DEN_NUM_PROXIES=0) that
+# header is never believed: any client could send it.
+DEN_HTTPS = DEN_PUBLIC_URL.lower().startswith("https://")
+SESSION_COOKIE_SECURE = env_bool("DEN_SECURE_COOKIES", DEN_HTTPS)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = int(env("DEN_HSTS_SECONDS", "31536000" if DEN_HTTPS else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DEN_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DEN_HSTS_PRELOAD", False)
+if DEN_HTTPS and DEN_NUM_PROXIES > 0:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Redirect plain-HTTP requests to HTTPS (off by default: a proxy in front
+# usually does it, and health checks often come over plain HTTP).
+SECURE_SSL_REDIRECT = env_bool("DEN_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^livez$", r"^readyz$", r"^healthz$", r"^metrics$"]
+# Forms posted from den's own public URL pass the CSRF origin check.
+if DEN_HTTPS and DEN_PUBLIC_URL not in CSRF_TRUSTED_ORIGINS:
+    from urllib.parse import urlsplit as _urlsplit
+
+    _public = _urlsplit(DEN_PUBLIC_URL)
+    CSRF_TRUSTED_ORIGINS.append(f"{_public.scheme}://{_public.netloc}")
+# Content-Security-Policy on every HTML page (ops/middleware.py): den's pages
+# load scripts, styles and images from den itself and run no inline code.
+DEN_CSP = env("DEN_CSP", "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+    "font-src 'self'", "connect-src 'self'", "object-src 'none'", "base-uri 'self'",
+    "form-action 'self'", "frame-ancestors 'none'"]))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -296,7 +341,7 @@ REST_FRAMEWORK = {
     # Throttles count by client address. With no proxy in front (0), only the
     # socket's address counts, so a forged X-Forwarded-For cannot dodge the
     # login limit; behind N trusted proxies set DEN_NUM_PROXIES=N.
-    "NUM_PROXIES": int(env("DEN_NUM_PROXIES", "0")),
+    "NUM_PROXIES": DEN_NUM_PROXIES,
 }
 
 # Mail that den sends on someone's behalf is limited (registry/throttling.py):
@@ -419,14 +464,35 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("DEN_LOG_LEVEL", "INFO")},
-    "loggers": {
-        # Request lines carry paths only, never headers, so tokens stay out of logs.
-        "django.request": {"level": "WARNING"},
-    },
-}
+# Logs: plain lines, or one JSON object per line (DEN_LOG_FORMAT=json); both
+# carry each request's id (ops/logs.py).
+DEN_LOG_FORMAT = env("DEN_LOG_FORMAT", "plain").strip().lower()
+if DEN_LOG_FORMAT not in ("plain", "json"):
+    raise ValueError(f"DEN_LOG_FORMAT is {DEN_LOG_FORMAT!r}; set it to 'plain' or 'json'.")
+LOGGING = _logging_config(level=env("DEN_LOG_LEVEL", "INFO"), json_lines=DEN_LOG_FORMAT == "json")
+
+# Celery keeps its hands off the root logger when den writes JSON, so task
+# lines come out in den's format too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = DEN_LOG_FORMAT != "json"
+
+# Operators' endpoints (ops/): Prometheus figures at /metrics, for scrapers
+# from DEN_METRICS_ALLOW (CIDRs; loopback by default) or with DEN_METRICS_TOKEN.
+DEN_METRICS_DIR = env("DEN_METRICS_DIR") or str(DEN_HOME / "metrics")
+DEN_METRICS_TOKEN = env("DEN_METRICS_TOKEN")
+DEN_METRICS_ALLOW = env_list("DEN_METRICS_ALLOW", "127.0.0.0/8,::1")
+
+
+def _networks(names: list[str]) -> list[Any]:
+    import ipaddress
+
+    networks = []
+    for name in names:
+        try:
+            networks.append(ipaddress.ip_network(name, strict=False))
+        except ValueError:
+            raise ValueError(f"DEN_METRICS_ALLOW has {name!r}, which is not an address or a "
+                             "network (write e.g. 10.0.0.0/8,127.0.0.1).") from None
+    return networks
+
+
+DEN_METRICS_NETWORKS = _networks(DEN_METRICS_ALLOW)

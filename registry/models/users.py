@@ -15,10 +15,10 @@ RESERVED_USERNAMES = frozenset(
     {
         "-", "_", ".", "..", "about", "account", "accounts", "admin", "api", "assets",
         "audit", "auth", "dashboard", "den", "docs", "explore", "favicon.ico", "health",
-        "healthz", "help", "invitations", "invite", "join", "login", "logout", "me",
-        "media", "new", "password", "password-reset", "register", "reset", "rh",
-        "robots.txt", "root", "search", "settings", "signup", "static", "system",
-        "tokens", "user", "users",
+        "healthz", "help", "invitations", "invite", "join", "livez", "login", "logout",
+        "me", "media", "metrics", "new", "password", "password-reset", "readyz",
+        "register", "reset", "rh", "robots.txt", "root", "search", "settings", "signup",
+        "static", "system", "tokens", "user", "users",
     }
 )
 # Matched with fullmatch: ``$`` would also match before a trailing newline.

@@ -116,6 +116,8 @@ def _good_arguments(route: Route, world: dict[str, Any]) -> dict[str, Any]:
         address = "alice/cpu"
     elif name.endswith("secret"):
         address = "alice/key"
+    if name.startswith("rh-cluster"):
+        address = "alice/cpu"
     values = {"address": address, "number": "1", "who": "bob", "token": world["invitation"],
               "token_id": world["spare_id"], "owner": "alice", "uidb64": "MQ",
               # /rh/ routes: runhouse's owner:name URIs

@@ -21,7 +21,8 @@ from registry.api.base import DenAPIView, ResourceAPIView
 
 # Views that are not ours: the staff-only Django admin, the schema and auth views.
 FOREIGN_VIEW_MODULES = ("django.contrib.admin", "drf_spectacular", "django.contrib.auth")
-PLAIN_VIEWS = {"den.urls.healthz"}
+# Plain views that show no user's data: health, readiness, Prometheus figures.
+PLAIN_VIEWS = {"den.urls.healthz", "ops.views.livez", "ops.views.readyz", "ops.views.metrics"}
 RESOURCE_ROUTE = re.compile(r"\(\?P<address>")
 RH_RESOURCE_ROUTE = re.compile(r"\(\?P<uri>")
 
@@ -92,3 +93,17 @@ def test_no_view_module_reaches_models_directly():
     assert not offenders, "views must use selectors, services and registry.access:\n" + "\n".join(
         offenders
     )
+
+
+def test_every_top_level_route_is_a_reserved_username():
+    """A user named like a top-level route would have pages nobody reaches
+    (``/metrics`` is Prometheus's, not the namespace of a user "metrics")."""
+    from registry.models.users import RESERVED_USERNAMES
+
+    firsts = set()
+    for route, _ in _walk(get_resolver().url_patterns):
+        first = route.lstrip("^").split("/", 1)[0]
+        if first and not first.startswith(("<", "(")):
+            firsts.add(first.rstrip("$"))
+    missing = sorted(name for name in firsts if name.lower() not in RESERVED_USERNAMES)
+    assert not missing, f"top-level routes a user could be named after: {missing}"

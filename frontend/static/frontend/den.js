@@ -22,6 +22,28 @@
     return document.execCommand && document.execCommand("copy");
   }
 
+  // Polling panels (data-poll-visible-only) ask nothing while the tab is
+  // hidden. Here, not in an hx-trigger filter: htmx evaluates those as
+  // code, which the Content-Security-Policy forbids (no unsafe-eval).
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var element = event.detail && event.detail.elt;
+    if (element && element.hasAttribute("data-poll-visible-only") &&
+        document.visibilityState !== "visible") {
+      event.preventDefault();
+    }
+  });
+
+  // "Go back" links on error pages: back in history, or to the dashboard
+  // (their href) when there is none. A script, not a javascript: URL, which
+  // the Content-Security-Policy forbids.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest("[data-history-back]");
+    if (link && window.history.length > 1) {
+      event.preventDefault();
+      window.history.back();
+    }
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (!button) { return; }

@@ -25,12 +25,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
 
+from den.gunicorn_conf import close_connections
 from den.node.hardening import set_non_dumpable
 from registry.models.users import validate_username
 
@@ -147,6 +146,7 @@ class Command(BaseCommand):
         from django.core.wsgi import get_wsgi_application
         from gunicorn.app.base import BaseApplication
 
+        from den import gunicorn_conf
         from den.webserver import DenWorker
 
         application = get_wsgi_application()
@@ -154,16 +154,17 @@ class Command(BaseCommand):
 
         class Server(BaseApplication):  # type: ignore[misc]
             def load_config(self) -> None:
+                # den's gunicorn settings and hooks, as production's
+                # `gunicorn -c python:den.gunicorn_conf` has them ...
+                for name in gunicorn_conf.SETTINGS:
+                    value = getattr(gunicorn_conf, name, None)
+                    if value is not None:
+                        self.cfg.set(name, value)
+                # ... with serve's own bind, processes and threads.
                 self.cfg.set("bind", bind)
                 self.cfg.set("workers", workers)
                 self.cfg.set("threads", threads)
                 self.cfg.set("worker_class", worker_class)
-                self.cfg.set("timeout", 60)
-                self.cfg.set("accesslog", os.environ.get("DEN_ACCESS_LOG") or None)
-                # No gunicornc control socket: den does not use it, and two dens
-                # on one machine would contend for its one default path.
-                self.cfg.set("control_socket_disable", True)
-                self.cfg.set("pre_fork", _close_before_fork)
 
             def load(self) -> Any:
                 return application
@@ -171,18 +172,6 @@ class Command(BaseCommand):
         self.stdout.write(f"den is serving on http://{bind} (Ctrl-C stops it)")
         self.stdout.flush()
         Server().run()
-
-
-def close_connections() -> None:
-    """Close every database and cache connection this process holds, so
-    that no child process inherits (and shares) one of them."""
-    connections.close_all()
-    caches.close_all()
-
-
-def _close_before_fork(server: Any, worker: Any) -> None:
-    """gunicorn's pre_fork hook: also covers workers re-forked later."""
-    close_connections()
 
 
 def _valid_admin_username(username: str) -> str:
