@@ -424,9 +424,9 @@ def namespace_owner(caller: Caller, owner: str) -> Any:
 def access_org(caller: Caller, name: str, *, admin: bool = False) -> Any:
     """The organisation ``name`` for a caller who is a member (an admin, with
     ``admin``): NotFound for a non-member and a missing org alike (orgs are
-    private like resources), PermissionDenied for a member who is no admin,
-    or for a read-only token asked to manage. The org carries ``role``, the
-    caller's role in it."""
+    private like resources), PermissionDenied for a member who is no admin
+    (read-only tokens are refused every write by the API's permission). The
+    org carries ``role``, the caller's role in it."""
     from registry.models import User
 
     if not caller.is_authenticated:
@@ -440,9 +440,6 @@ def access_org(caller: Caller, name: str, *, admin: bool = False) -> Any:
     if org is None or role is None:
         raise missing
     org.role = role
-    if admin:
-        if role != OrgRole.ADMIN:
-            raise PermissionDenied(f"Only admins of {name} may do this; you are a {role}.")
-        if caller.max_level < WRITE:
-            raise PermissionDenied("This token is read-only; create a write token to change things.")
+    if admin and role != OrgRole.ADMIN:
+        raise PermissionDenied(f"Only admins of {name} may do this; you are a {role}.")
     return org

@@ -27,6 +27,7 @@ from registry.errors import (
     InvalidInput,
     NotAuthenticated,
     NotFound,
+    PermissionDenied,
     TooLarge,
     VersionConflict,
 )
@@ -336,7 +337,10 @@ def resource_share(
         audit_record(actor=actor, action="access.grant.team", resource=resource, team=label,
                      level=access_level.label)
         shared_teams.append(label)
-    return {"granted": granted, "invited": emails, "teams": shared_teams}
+    result = {"granted": granted, "invited": emails}
+    if team_targets:
+        result["teams"] = shared_teams
+    return result
 
 
 def _team_for_share(*, actor: Any, text: str) -> Team:
@@ -369,6 +373,8 @@ def resource_transfer(*, actor: Any, resource: Resource, to: Any) -> Resource:
     organisation they admin (or back to themselves). Its id stays, so its
     grants, versions and audit rows stay with it; a cluster's own tokens move
     to the new owner. The caller fetched it at owner level."""
+    if actor.kind != UserKind.PERSON:
+        raise PermissionDenied("Only a person moves resources between namespaces.")
     if not isinstance(to, str) or not to:
         raise InvalidInput("to must be the name of an organisation you admin.", field="to")
     if to == actor.username and actor.kind == UserKind.PERSON:
