@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from den.cli import account, resources
+from den.cli import account, orgs, resources
 from den.cli.base import (
     EXIT_AUTH,
     EXIT_CODES,
@@ -79,6 +79,7 @@ COMMAND_MODULES: tuple[Callable[[Commands], None], ...] = (
     account.register,
     resources.register,
     account.register_tokens,
+    orgs.register,
 )
 
 
