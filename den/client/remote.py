@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import sys
 import threading
@@ -102,6 +103,18 @@ _lock = threading.Lock()
 _nodes: dict[tuple[str, str | None], NodeClient] = {}
 #: Daemon URL per (den URL, cluster address), refreshed when it stops answering.
 _urls: dict[tuple[str | None, str], str] = {}
+
+
+def _after_fork_in_child() -> None:
+    # The cached daemon clients hold the parent's connections (den.node.caller drops
+    # them too); a lock another thread held at the fork would never be released.
+    global _lock
+    _lock = threading.Lock()
+    _nodes.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass
