@@ -85,7 +85,8 @@ def node_processes(home: Path) -> dict[int, list[str]]:
 
 class Worker:
     def __init__(self, home: Path, cluster_root: Path, queue: str, env: dict[str, str],
-                 log: Path) -> None:
+                 log: Path, python: str = sys.executable) -> None:
+        self.python = python
         self.home = home
         self.cluster_root = cluster_root
         self.queue = queue
@@ -99,7 +100,7 @@ class Worker:
         mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "den", "worker", "-Q", self.queue,
+                [self.python, "-m", "celery", "-A", "den", "worker", "-Q", self.queue,
                  "--concurrency", "2", "--pool", "prefork", "--without-gossip",
                  "--without-mingle", "--without-heartbeat", "--hostname", f"{self.queue}@%h",
                  "--loglevel", "INFO"],
