@@ -252,3 +252,42 @@ def test_drift_is_recorded_and_followed(cloud, celery_worker, make_cluster, peop
     assert cluster_sweep_skypilot()["drift"] == 0
     services.cluster_request_teardown(actor=alice, resource=one)
     wait_status(one, "terminated", timeout=40, worker=celery_worker)
+
+
+def test_the_extra_and_the_test_venv_pin_the_same_skypilot():
+    import tomllib
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    extra = tomllib.loads((repo / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["skypilot"]
+    pinned = (repo / "tests/compute/skypilot-requirements.txt").read_text().split()
+    assert extra == pinned == ["skypilot==0.14.1"]
+    # ... and the server extra does not pull it in: den works fully without it.
+    server = tomllib.loads((repo / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["server"]
+    assert not [r for r in server if r.lower().startswith("skypilot")]
+
+
+@pytest.mark.parametrize(("instance_type", "fields"), [
+    ("A10G:1", {"accelerators": "A10G:1"}),
+    ("A100:8", {"accelerators": "A100:8"}),
+    ("CPU:32+", {"cpus": "32+"}),
+    ("cpu:4", {"cpus": "4"}),
+    ("MEM:64+", {"memory": "64+"}),
+    ("p3.2xlarge", {"instance_type": "p3.2xlarge"}),
+    ("", {}),
+])
+def test_instance_types_become_skypilot_resources(instance_type, fields):
+    from compute.backends.skypilot_adapter import resource_fields
+
+    assert resource_fields(instance_type) == fields
+
+
+def test_den_knows_its_own_cluster_names(settings):
+    settings.DEN_SKYPILOT_CLUSTER_PREFIX = "den-abc123-"
+    assert skypilot.cluster_name("42") == "den-abc123-42"
+    assert skypilot.cluster_key_of("den-abc123-42") == "42"
+    assert skypilot.cluster_key_of("den-zzz999-42") is None  # another den's
+    assert skypilot.cluster_key_of("den-abc123-42-extra") is None
+    assert skypilot.cluster_key_of("my-own-cluster") is None
