@@ -54,6 +54,11 @@ def cluster_sweep_skypilot(*, sky: Adapter | None = None) -> dict[str, int]:
 
     counts = {"orphans": 0, "flagged": 0, "drift": 0}
     tracked = ClusterState.objects.filter(backend="skypilot")
+    if sky is None and not (tracked.exists() or AuditEvent.objects.filter(
+            action="cluster.up", data__backend="skypilot").exists()):
+        # This den never launched a cloud cluster: do not make SkyPilot start
+        # a local API server (1-2 GB) just to list nothing.
+        return counts
     try:
         sky = sky or skypilot.adapter()
     except BackendError as exc:  # SkyPilot is not installed: nothing of den's can be there

@@ -17,6 +17,7 @@ from compute.models import ClusterEvent
 from compute.skypilot_sweep import cluster_sweep_skypilot
 from den.node.caller import NodeClient
 from registry.models import AuditEvent, Resource
+from registry.services import audit_record
 from tests.celery_worker import FAKE_CLOUD_ADAPTER, SKY_PREFIX
 from tests.compute.conftest import node_processes, state_of, wait_for, wait_status
 from tests.compute.fake_cloud import FakeCloud
@@ -223,6 +224,8 @@ def test_the_orphan_sweep_tears_down_what_den_no_longer_tracks(
 
 def test_orphans_can_be_flagged_instead(cloud, celery_worker, settings):
     settings.DEN_SKYPILOT_ORPHANS = "flag"
+    # This den once launched a cloud cluster (whose record is gone since).
+    audit_record(actor=None, action="cluster.up", address="/alice/gone", backend="skypilot")
     cloud.add_cluster(f"{SKY_PREFIX}99999998")
     assert cluster_sweep_skypilot()["flagged"] == 1
     assert cluster_sweep_skypilot()["flagged"] == 1
@@ -291,3 +294,13 @@ def test_den_knows_its_own_cluster_names(settings):
     assert skypilot.cluster_key_of("den-zzz999-42") is None  # another den's
     assert skypilot.cluster_key_of("den-abc123-42-extra") is None
     assert skypilot.cluster_key_of("my-own-cluster") is None
+
+
+class _NoSkyPilotHere:
+    def __init__(self) -> None:
+        raise AssertionError("the sweep asked SkyPilot")
+
+
+def test_a_den_that_never_launched_a_cloud_cluster_never_asks_skypilot(db, settings):
+    settings.DEN_SKYPILOT_ADAPTER = f"{__name__}:_NoSkyPilotHere"
+    assert cluster_sweep_skypilot() == {"orphans": 0, "flagged": 0, "drift": 0}
