@@ -47,10 +47,10 @@ ACCESS_COLUMNS = [
 
 def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     """den ls: resources you can see."""
-    from den.client.resources import _list_op
+    from den.client.resources.loading import list_op
 
     session = session_for(args)
-    op = _list_op(
+    op = list_op(
         session,
         type=args.type,
         owner=args.owner,
