@@ -16,6 +16,7 @@ from compute.backends import skypilot
 from compute.models import ClusterEvent
 from compute.skypilot_sweep import cluster_sweep_skypilot
 from den.node.caller import NodeClient
+from registry import services as registry_services
 from registry.models import AuditEvent, Resource
 from registry.services import audit_record
 from tests.celery_worker import FAKE_CLOUD_ADAPTER, SKY_PREFIX
@@ -304,3 +305,57 @@ class _NoSkyPilotHere:
 def test_a_den_that_never_launched_a_cloud_cluster_never_asks_skypilot(db, settings):
     settings.DEN_SKYPILOT_ADAPTER = f"{__name__}:_NoSkyPilotHere"
     assert cluster_sweep_skypilot() == {"orphans": 0, "flagged": 0, "drift": 0}
+
+
+def test_autostop_stops_an_idle_cloud_cluster_and_spares_a_busy_one(
+        cloud, celery_worker, make_cluster, people, settings):
+    """den's sweep asks, the daemon agrees only when no call runs, and the stop
+    goes to SkyPilot (sky.stop): nothing stays billed, nothing is cut mid-call."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.compute.remote_fns import nap
+
+    settings.DEN_CLUSTER_HEARTBEAT_TIMEOUT = 3600  # this test travels in time
+    alice = people["users"]["alice"]
+    idle = make_cluster("sky-idle", provider="aws", autostop_mins=1)
+    busy = make_cluster("sky-busy", provider="aws", autostop_mins=1)
+    for cluster in (idle, busy):
+        services.cluster_request_up(actor=alice, resource=cluster)
+    for cluster in (idle, busy):
+        wait_status(cluster, "up", timeout=60, worker=celery_worker)
+    with NodeClient(state_of(busy).daemon_url, token=people["tokens"]["alice"],
+                    stream=None) as client:
+        client.put_function("nap", nap)
+        import threading
+
+        call = threading.Thread(target=client.call, args=("nap",), kwargs={"args": (6,)})
+        call.start()
+        try:
+            wait_for(lambda: state_of(busy).calls_in_flight == 1, 15,
+                     what="a heartbeat reporting the call in flight")
+            later = timezone.now() + timedelta(minutes=2)
+            assert services.cluster_sweep(now=later)["autostopped"] == 1
+            wait_status(idle, "stopped", timeout=40, worker=celery_worker)
+            assert state_of(busy).status == "up"
+        finally:
+            call.join()
+    seen = cloud.snapshot()["clusters"]
+    assert seen[_sky_name(idle)]["status"] == "STOPPED"
+    assert seen[_sky_name(busy)]["status"] == "UP"
+    for cluster in (idle, busy):
+        services.cluster_request_teardown(actor=alice, resource=cluster)
+    for cluster in (idle, busy):
+        wait_status(cluster, "terminated", timeout=40, worker=celery_worker)
+
+
+def test_deleting_a_running_cloud_cluster_releases_its_machines(
+        cloud, celery_worker, make_cluster, people):
+    alice = people["users"]["alice"]
+    gpu = make_cluster("deleted", provider="aws", instance_type="A10G:1")
+    services.cluster_request_up(actor=alice, resource=gpu)
+    wait_status(gpu, "up", timeout=60, worker=celery_worker)
+    name = _sky_name(gpu)
+    registry_services.resource_delete(actor=alice, resource=gpu)
+    _wait_gone(cloud, name)
