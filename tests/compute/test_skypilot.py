@@ -7,6 +7,8 @@ SkyPilot, and the sweeps reconcile and catch orphans."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 
 import pytest
@@ -52,8 +54,23 @@ def _sky_name(resource: Resource) -> str:
     return skypilot.cluster_name(str(resource.pk))
 
 
+def _den_cli(url: str, token: str, *argv: str) -> tuple[int, str]:
+    from den import cli
+    from den.client import session as den_session
+
+    out, err = io.StringIO(), io.StringIO()
+    den_session.reset()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEN_URL", url)
+        patch.setenv("DEN_TOKEN", token)
+        code = cli.main(list(argv), stdout=out, stderr=err)
+    den_session.reset()
+    return code, out.getvalue() + err.getvalue()
+
+
 def test_a_cloud_cluster_comes_up_takes_calls_stops_and_goes(cloud, celery_worker,
-                                                             make_cluster, people):
+                                                             make_cluster, people,
+                                                             live_server):
     gpu = make_cluster("gpu", provider="aws", instance_type="A10G:1", region="us-east-1",
                        use_spot=True, autostop_mins=30)
     api = TokenClient().as_token(people["tokens"]["alice"])
@@ -86,6 +103,18 @@ def test_a_cloud_cluster_comes_up_takes_calls_stops_and_goes(cloud, celery_worke
     with NodeClient(state.daemon_url, token=people["tokens"]["alice"], stream=None) as node:
         node.put_function("add", add)
         assert node.call("add", args=(2, 3)) == 5
+
+    # ... and in `den cluster status`, through the live server.
+    code, out = _den_cli(live_server.url, people["tokens"]["alice"], "cluster", "status",
+                         gpu.address)
+    assert code == 0, out
+    assert f"{gpu.address}  up" in out and "backend:       skypilot" in out
+    assert "instance type: fake-g5-xlarge" in out and "where:         aws / us-east-1" in out
+    assert "spot:          yes" in out and "hourly price:  $0.30" in out
+    assert "uptime:" in out and "autostop:      30 idle min" in out
+    code, out = _den_cli(live_server.url, people["tokens"]["alice"], "cluster", "status",
+                         gpu.address, "--json")
+    assert json.loads(out)["cost"]["instance_type"] == "fake-g5-xlarge"
 
     assert api.post(f"{base}/stop").status_code == 202
     wait_status(gpu, "stopped", timeout=40, worker=celery_worker)
