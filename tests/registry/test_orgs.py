@@ -335,3 +335,41 @@ def test_org_cluster_token_hangs_off_the_org(acme, people):
     assert daemon.get("/api/v1/auth/check?address=/acme/gpu").json() == {
         "username": "acme", "level": "read"}
     assert daemon.get("/api/v1/auth/check?address=/acme/train").status_code == 404
+
+
+def test_bulk_writes_outside_services_are_seen_at_once(acme, as_, people):
+    """Invalidation is structural: a queryset ``update()``, ``delete()`` or
+    ``bulk_create()`` on any table an access answer depends on starts a new
+    access epoch by itself, so code that skips the services (a data
+    migration, a shell session, the next feature) cannot leave a cached
+    answer standing."""
+    from registry.models import AccessLevel, Membership, Team, TeamGrant, TeamMember
+
+    bob = as_("bob")
+    write = "/api/v1/auth/check?address=/acme/train&level=write"
+    read = "/api/v1/auth/check?address=/acme/train&level=read"
+    assert bob.get(write).status_code == 403
+    assert bob.get(write).status_code == 403  # answered from the cache now
+    Membership.objects.filter(org__username="acme", user=people["bob"]).update(role="admin")
+    assert bob.get(write).json()["level"] == "owner"
+    Membership.objects.filter(org__username="acme", user=people["bob"]).delete()
+    assert bob.get(read).status_code == 404
+    assert bob.get("/api/v1/resources/acme/train").status_code == 404
+
+    notes = ResourceFactory(owner=people["alice"], name="notes")
+    team = Team.objects.get(org__username="acme", name="ml")
+    carol = as_("carol")
+    check = "/api/v1/auth/check?address=/alice/notes&level=read"
+    assert carol.get(check).status_code == 404
+    assert carol.get(check).status_code == 404
+    assert carol.get(read).status_code == 404
+    Membership.objects.bulk_create([Membership(org=team.org, user=people["carol"])])
+    assert carol.get(read).json() == {"username": "carol", "level": "read"}
+    assert carol.get(check).status_code == 404
+    TeamMember.objects.bulk_create([TeamMember(team=team, user=people["carol"])])
+    TeamGrant.objects.bulk_create([TeamGrant(team=team, resource=notes, level=AccessLevel.READ)])
+    assert carol.get(check).json() == {"username": "carol", "level": "read"}
+    TeamGrant.objects.filter(resource=notes).update(level=AccessLevel.WRITE)
+    assert carol.get(check.replace("read", "write")).json()["level"] == "write"
+    TeamMember.objects.filter(user=people["carol"]).delete()
+    assert carol.get(check).status_code == 404
