@@ -7,8 +7,7 @@ however large the result, so it fits in an Airflow XCom. Passing a ref to a
 function on the same cluster (``evaluate(ref)``, anywhere in its arguments)
 hands that function the kept object itself, without a trip through the caller;
 ``ref.get()`` fetches it; ``ref.delete()`` frees it; it also expires (a day by
-default, the daemon's ``--ref-ttl-seconds``; ``fn.remote(..., )`` callers choose
-with ``fn.keep(seconds).remote(...)``).
+default; ``fn.keep_for(seconds).remote(...)`` chooses, up to a week).
 
 Access follows the function that made the ref: whoever may call (read) that
 function may use and fetch its refs, the owner and the cluster's writers may
