@@ -52,7 +52,7 @@ class OrgSettingsView(DenPageView):
     template = "frontend/orgs/settings.html"
 
     ACTIONS = ("add_members", "remove_member", "create_team", "delete_team", "add_team_members",
-               "remove_team_member", "create_sa", "delete_sa", "create_sa_token")
+               "remove_team_member", "create_sa", "delete_sa", "create_sa_token", "revoke_sa_token")
 
     def context(self, org: Any, **extra: Any) -> dict[str, Any]:
         teams = []
@@ -130,6 +130,13 @@ class OrgSettingsView(DenPageView):
         if action == "delete_sa":
             services.service_account_delete(actor=actor, account=account)
             return f"Deleted {account.user.username}; its tokens no longer work.", {}
+        if action == "revoke_sa_token":
+            token_id = form.get("token", "")
+            if not token_id.isdigit():
+                raise InvalidInput("Choose a token to revoke.", field="token")
+            services.service_account_token_revoke(actor=actor, account=account,
+                                                  token_id=int(token_id))
+            return f"Revoked a token of {account.user.username}; it no longer works.", {}
         token, plain = services.service_account_token_create(
             actor=actor, account=account, name=form.get("name", ""),
             scope=form.get("scope", TokenScope.READ))

@@ -328,3 +328,22 @@ def test_pages_are_accessible_shape(team, page_client):
 def test_user_created_without_email_still_sees_profile(page_client, db):
     user = UserFactory(username="mono", email="")
     assert page_client(user).get("/settings/profile").status_code == 200
+
+
+def test_service_accounts_and_orgs_never_sign_in_to_the_web(team, page_client):
+    """A service account has no password; given one anyway (an admin in the
+    admin pages), the sign-in form still refuses it, and so does it an
+    organisation's row. A session made for one by other means is not a
+    session: the next page asks to sign in."""
+    org = services.org_create(actor=team.alice, name="acme")
+    account = services.service_account_create(actor=team.alice, org=org, name="ci")
+    for row in (account.user, org):
+        row.set_password(PASSWORD)
+        row.save()
+        client = page_client()
+        refused = client.submit("/login", {"username": row.username, "password": PASSWORD})
+        assert refused.status_code == 200 and "correct username and password" in text_of(refused)
+        assert client.get("/")["Location"].startswith("/login")
+        forced = page_client(row)
+        assert forced.get("/").status_code == 302
+        assert forced.get("/acme").status_code in (302, 404)
