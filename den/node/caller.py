@@ -287,9 +287,18 @@ def _handle_frame(kind: int, payload: bytes | bytearray | memoryview,
         _raise_error(payload)
 
 
-def _client_kwargs(base_url: str, token: str | None, timeout: float | None) -> dict[str, Any]:
+def _client_kwargs(base_url: str, token: str | None, timeout: float | None,
+                   tls: tuple[str, str] | None = None) -> dict[str, Any]:
+    """httpx settings for one daemon; ``tls`` is (certificate PEM, fingerprint)
+    as den hands them out for an HTTPS daemon, which is then the only server
+    the client trusts (:mod:`den.node.pinning`)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return {
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        from den.node.pinning import pinned_context
+
+        extra["verify"] = pinned_context(*tls)
+    return {**extra,
         "base_url": base_url.rstrip("/"),
         "headers": headers,
         "timeout": httpx.Timeout(timeout, connect=10.0),
@@ -305,10 +314,11 @@ class NodeClient:
     """
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float | None = 600.0,
-                 *, stream: OutputCallback | None = print_output) -> None:
+                 *, stream: OutputCallback | None = print_output,
+                 tls: tuple[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.stream = stream
-        self._http = httpx.Client(**_client_kwargs(base_url, token, timeout))
+        self._http = httpx.Client(**_client_kwargs(base_url, token, timeout, tls))
 
     def close(self) -> None:
         self._http.close()
@@ -489,10 +499,11 @@ class AsyncNodeClient:
     """The asyncio twin of :class:`NodeClient` (calls, puts and code uploads)."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float | None = 600.0,
-                 *, stream: OutputCallback | None = print_output) -> None:
+                 *, stream: OutputCallback | None = print_output,
+                 tls: tuple[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.stream = stream
-        self._http = httpx.AsyncClient(**_client_kwargs(base_url, token, timeout))
+        self._http = httpx.AsyncClient(**_client_kwargs(base_url, token, timeout, tls))
 
     async def aclose(self) -> None:
         await self._http.aclose()
