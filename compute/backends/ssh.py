@@ -135,9 +135,19 @@ class SshBackend(ClusterBackend):
             autostop_mins=spec.autostop_mins, heartbeat_seconds=spec.heartbeat_seconds,
             auth_cache_seconds=spec.auth_cache_seconds)
 
+        builds: dict[str, asyncio.Task[node_runtime.RuntimeArchive]] = {}
+
+        async def runtime_for(python: node_runtime.Interpreter) -> node_runtime.RuntimeArchive:
+            # Hosts alike (the usual cluster) share one build.
+            key = repr((python.version, sorted(python.markers.items()), python.ext_suffixes))
+            if key not in builds:
+                builds[key] = asyncio.ensure_future(
+                    asyncio.to_thread(node_runtime.build_runtime, python, cache))
+            return await builds[key]
+
         async def start_one(host: SshHost, connected: Connected,
                             info: HostInfo) -> dict[str, Any]:
-            archive = await asyncio.to_thread(node_runtime.build_runtime, info.python, cache)
+            archive = await runtime_for(info.python)
             began = time.monotonic()
             python, sent = await bootstrap.send_runtime(connected.conn, info, archive)
             took = time.monotonic() - began
