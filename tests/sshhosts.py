@@ -29,7 +29,8 @@ as launched machines)::
     site.close()
 
 ``hosts_available()`` says why not when this machine cannot make them
-(tests skip then). ``Host.processes()`` lists the host user's processes
+(tests skip then). The ``ssh_site`` fixture (this module is a pytest plugin)
+is two hosts for the whole session, with den's live server exposed. ``Host.processes()`` lists the host user's processes
 (pid -> argv), ``Host.files()`` what is in its home.
 """
 
@@ -51,6 +52,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -474,3 +476,22 @@ def _write_python_without_venv(path: Path) -> None:
         "    raise SystemExit('this test python3 runs only -c and -m')\n"
     )
     path.chmod(0o755)
+
+
+# -- pytest ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ssh_site(live_server):
+    """Two test hosts for the session, from which den's live server is
+    reachable at the same URL as from here (``Site.expose``). Registered as a
+    plugin in tests/conftest.py; skips where hosts cannot be made."""
+    from urllib.parse import urlsplit
+
+    why = hosts_available()
+    if why:
+        pytest.skip(why)
+    site = make_hosts(2)
+    site.expose(int(urlsplit(live_server.url).port or 80))
+    yield site
+    site.close()

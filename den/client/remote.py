@@ -93,8 +93,42 @@ _GOING_DOWN = frozenset({"stopping", "terminating"})
 _lock = threading.Lock()
 #: One pooled daemon client per (daemon URL, token).
 _nodes: dict[tuple[str, str | None], NodeClient] = {}
-#: Daemon URL per (den URL, cluster address), refreshed when it stops answering.
-_urls: dict[tuple[str | None, str], str] = {}
+#: Daemon URL per (den URL, cluster address, node), refreshed when it stops answering.
+_urls: dict[tuple[str | None, str, int], str] = {}
+#: What to pin for an HTTPS daemon, per URL: (certificate PEM, fingerprint), as
+#: den gave them in the cluster's status (a new start makes a new certificate).
+_tls: dict[str, tuple[str, str]] = {}
+
+
+def _remember_tls(status: dict[str, Any]) -> None:
+    """Keep the certificate den gives for each of a cluster's HTTPS nodes; a
+    daemon client made with an older certificate is dropped."""
+    for node in status.get("nodes") or ():
+        if not isinstance(node, dict) or not node.get("tls_cert"):
+            continue
+        url, pin = str(node.get("url") or ""), (str(node["tls_cert"]),
+                                                 str(node.get("tls_fingerprint") or ""))
+        if url and _tls.get(url) != pin:
+            _tls[url] = pin
+            _forget_node(url)
+
+
+def placed_on(resource: Any) -> int | None:
+    """The node a function or module was sent to (``.to(cluster, node=1)``;
+    None: the head), kept in its config so callers by name use it too."""
+    node = (getattr(resource, "data", None) or {}).get("node")
+    return node if isinstance(node, int) and not isinstance(node, bool) else None
+
+
+def node_url(status: dict[str, Any], node: int | None) -> str | None:
+    """The URL of node ``node`` of a cluster (0 or None: the head)."""
+    if not node:
+        return str(status["daemon_url"]) if status.get("daemon_url") else None
+    nodes = status.get("nodes") or []
+    if not isinstance(node, int) or not 0 <= node < len(nodes):
+        raise ValidationError(f"node={node!r}: the cluster has {len(nodes)} node(s), numbered "
+                           f"from 0 (the head) to {max(len(nodes) - 1, 0)}.", field="node")
+    return str(nodes[node]["url"])
 
 
 @dataclass
@@ -178,11 +212,15 @@ def cluster_status(session: Session, address: str, what: str,
     its cluster to anyone who may call it, when the cluster is its owner's.
     """
     try:
-        return run(api.cluster_status(address), session)
+        status = run(api.cluster_status(address), session)
+        _remember_tls(status)
+        return status
     except NotFound:
         if via:
             try:
-                return run(api.cluster_status(via), session)
+                status = run(api.cluster_status(via), session)
+                _remember_tls(status)
+                return status
             except NotFound:
                 pass
         raise NotFound(
@@ -218,20 +256,22 @@ def _not_up(session: Session, address: str, status: dict[str, Any],
 
 
 def daemon_url(session: Session, address: str, what: str, *, refresh: bool = False,
-               via: str | None = None) -> str:
-    """The URL of the cluster's node daemon, from den (cached until it stops answering)."""
-    key = (session.url, address)
+               via: str | None = None, node: int | None = None) -> str:
+    """The URL of the cluster's node daemon (the head's, or node ``node``'s),
+    from den (cached until it stops answering)."""
+    key = (session.url, address, node or 0)
     if not refresh:
         cached = _urls.get(key)
         if cached:
             return cached
     status = cluster_status(session, address, what, via)
-    url = status.get("daemon_url")
-    if status.get("status") != "up" or not url:
+    if status.get("status") != "up" or not status.get("daemon_url"):
         _urls.pop(key, None)
         raise _not_up(session, address, status, what)
-    _urls[key] = str(url)
-    return str(url)
+    url = node_url(status, node)
+    assert url is not None
+    _urls[key] = url
+    return url
 
 
 def probe(session: Session, address: str, what: str, via: str | None = None
@@ -241,27 +281,32 @@ def probe(session: Session, address: str, what: str, via: str | None = None
     ``via``: the saved function or module being called, for a caller who may
     call it but not see its cluster."""
     try:
-        return run(api.cluster_probe(address), session)
+        status = run(api.cluster_probe(address), session)
     except NotFound:
         if not via:
             raise
-        return run(api.cluster_probe(via), session)
+        status = run(api.cluster_probe(via), session)
+    _remember_tls(status)
+    return status
 
 
-def _after_unreachable(session: Session, address: str, what: str, via: str | None) -> str:
+def _after_unreachable(session: Session, address: str, what: str, via: str | None,
+                       node: int | None = None) -> str:
     """A call could not reach the daemon: have den check it, and return the URL
     den now gives (the same one if den still reaches the daemon). Raises
     NoRunningCluster when den finds the daemon gone."""
-    _urls.pop((session.url, address), None)
+    for key in [k for k in _urls if k[:2] == (session.url, address)]:
+        _urls.pop(key, None)
     try:
         status = probe(session, address, what, via)
     except DenError:
         status = cluster_status(session, address, what, via)
-    url = status.get("daemon_url")
-    if status.get("status") != "up" or not url:
+    if status.get("status") != "up" or not status.get("daemon_url"):
         raise _not_up(session, address, status, what)
-    _urls[(session.url, address)] = str(url)
-    return str(url)
+    url = node_url(status, node)
+    assert url is not None
+    _urls[(session.url, address, node or 0)] = url
+    return url
 
 
 def _node(session: Session, url: str) -> NodeClient:
@@ -271,7 +316,8 @@ def _node(session: Session, url: str) -> NodeClient:
     with _lock:
         node = _nodes.get(key)
         if node is None:
-            node = _nodes[key] = NodeClient(url, token=session.token)
+            # An HTTPS daemon's certificate is pinned: the one den gave for it.
+            node = _nodes[key] = NodeClient(url, token=session.token, tls=_tls.get(url))
         return node
 
 
@@ -572,10 +618,11 @@ def deploy(resource: Runnable) -> None:
     what = _describe(resource)
     address = _cluster_address(session, resource, what)
     status = cluster_status(session, address, what)
-    url = status.get("daemon_url")
-    if status.get("status") != "up" or not url:
+    if status.get("status") != "up" or not status.get("daemon_url"):
         raise _not_up(session, address, status, what)
-    _urls[(session.url, address)] = str(url)
+    node_index = placed_on(resource)
+    url = node_url(status, node_index)
+    _urls[(session.url, address, node_index or 0)] = str(url)
     if resource.TYPE == "module" and not getattr(resource, "is_instance", False):
         # A class is instantiated on the node by its calls; send its code now.
         node = _node(session, str(url))
@@ -648,21 +695,25 @@ def call(
     what = _describe(resource, method)
     session = _session(resource)
     cluster = _cluster_address(session, resource, what)
-    url = daemon_url(session, cluster, what, via=resource.address)
+    url = daemon_url(session, cluster, what, via=resource.address, node=placed_on(resource))
     from den.node import errors as node_errors
 
     address = resource.address if resource.version is not None else None
     for attempt in (0, 1):
         name = _ensure_deployed(session, resource, url, what)
+        pin = _tls.get(url)
         try:
             return _node(session, url).call(name, method, args, kwargs, address=address)
         except node_errors.NodeUnreachable as exc:
             # Tell den at once, which checks the daemon now (and marks the cluster
             # unreachable if it is gone) rather than after its heartbeat timeout;
             # maybe it came up again elsewhere. The call is retried only on
-            # another daemon, where it cannot have run.
-            fresh = _after_unreachable(session, cluster, what, via=resource.address)
-            if attempt or fresh == url:
+            # another daemon (or the same URL with a new certificate: a new
+            # daemon, which refused nothing but the handshake), where it cannot
+            # have run.
+            fresh = _after_unreachable(session, cluster, what, via=resource.address,
+                                       node=placed_on(resource))
+            if attempt or (fresh == url and _tls.get(fresh) == pin):
                 raise _translate(exc, what) from None
             _forget_node(url)
             url = fresh
@@ -690,7 +741,7 @@ def instantiate(module: Module, args: tuple[Any, ...], kwargs: dict[str, Any],
     what = _describe(module)
     session = _session(module)
     cluster = _cluster_address(session, module, what)
-    url = daemon_url(session, cluster, what)
+    url = daemon_url(session, cluster, what, node=placed_on(module))
     base = module.name or "module"
     instance = Module(
         None,
@@ -777,6 +828,7 @@ def bring_up(cluster: Cluster, *, timeout: float = 600.0, quiet: bool = False) -
         cluster.save()
     address = run(cluster._resolve_own_address(session), session)
     status = run(api.cluster_status(address), session)
+    _remember_tls(status)
     if status.get("status") == "up":
         if _answers(session, status):
             return status
@@ -810,6 +862,7 @@ def bring_up(cluster: Cluster, *, timeout: float = 600.0, quiet: bool = False) -
                 )
             try:
                 status = run(api.cluster_action(address, "up"), session)
+                _remember_tls(status)
                 asked = True
                 continue
             except Conflict:
@@ -823,3 +876,60 @@ def bring_up(cluster: Cluster, *, timeout: float = 600.0, quiet: bool = False) -
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
         status = run(api.cluster_status(address), session)
+        _remember_tls(status)
+
+
+# -- shell commands ----------------------------------------------------------------
+
+
+@dataclass
+class CommandResult:
+    """What a command run on one node printed, and how it ended."""
+
+    node: int
+    url: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_command(cluster: Cluster, command: str | list[str], *, node: int | str | None = None,
+                timeout: float | None = None, quiet: bool = False) -> list[CommandResult]:
+    """Run ``command`` on the cluster's head, node ``node``, or every node
+    (``node="all"``, one after the other), printing output as it arrives
+    (prefixed with the node's number when there are several). Needs write
+    access to the cluster (the daemon checks)."""
+    from den.node import errors as node_errors
+
+    session = cluster._sess()
+    what = f"cluster {cluster.name or ''}".strip()
+    address = run(cluster._resolve_own_address(session), session)
+    status = cluster_status(session, address, what)
+    if status.get("status") != "up" or not status.get("daemon_url"):
+        raise _not_up(session, address, status, what)
+    count = max(len(status.get("nodes") or []), 1)
+    if node == "all":
+        chosen = list(range(count))
+    elif node is None or isinstance(node, int):
+        chosen = [node or 0]
+    else:
+        raise ValidationError(f"node={node!r}: give a node's number (0 is the head) or 'all'.",
+                              field="node")
+    results = []
+    for index in chosen:
+        url = node_url(status, index)
+        assert url is not None
+        prefix = f"[{index}] " if len(chosen) > 1 else ""
+
+        def show(stream: str, text: str, prefix: str = prefix) -> None:
+            if not quiet:
+                print(prefix + text, end="", file=sys.stderr if stream == "stderr" else sys.stdout,
+                      flush=True)
+
+        try:
+            code, out, err = _node(session, url).run_command(command, timeout, show)
+        except node_errors.NodeError as exc:
+            raise _translate(exc, what) from None
+        results.append(CommandResult(node=index, url=url, exit_code=code, stdout=out,
+                                     stderr=err))
+    return results

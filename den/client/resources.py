@@ -7,6 +7,7 @@ form (``save``) and an async one (``asave``); both run the same operation.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -609,6 +610,10 @@ _CLUSTER_FIELDS = (
 )
 
 
+#: Inline SSH keys this process has said it saved (said once per secret).
+_SAID_SAVED: set[str] = set()
+
+
 class Cluster(Resource):
     """Compute to run functions and modules on: a local process (``provider="local"``),
     existing hosts over SSH (``ips`` and ``creds``) or a cloud or Kubernetes
@@ -677,12 +682,18 @@ class Cluster(Resource):
         config = self._config_fields()
         creds = self.creds
         if isinstance(creds, Secret):
-            if creds._name is None and creds.address is None:
+            inline = creds._name is None and creds.address is None
+            if inline:
                 # Inline SSH credentials become a secret beside the cluster.
                 own = yield from self._resolve_own_address(session)
                 creds._set_name(f"{own}-ssh-creds")
                 creds.provider = creds.provider or "ssh"
             config["creds"] = yield from creds._ensure_saved(session)
+            if inline and config["creds"] not in _SAID_SAVED:
+                _SAID_SAVED.add(config["creds"])
+                print(f"den: saved your SSH key as the secret {config['creds']}, encrypted in "
+                      "den and private to you; the cluster uses it through den, and people you "
+                      "share the cluster with cannot read it.", file=sys.stderr, flush=True)
         elif isinstance(creds, str):
             config["creds"] = yield from api.resolve(session, creds)
         return config
@@ -738,6 +749,25 @@ class Cluster(Resource):
         """Ask den to tear the cluster down and release its machines."""
         session = self._sess()
         run(self._action_op(session, "teardown"), session)
+
+    def run(self, command: str | list[str], *, node: int | str | None = None,
+            timeout: float | None = None, quiet: bool = False) -> Any:
+        """Run a shell command on the head (``node=1``: another host;
+        ``node="all"``: every host), printing its output as it arrives; needs
+        write access. Returns a ``CommandResult`` (``exit_code``, ``stdout``,
+        ``stderr``), or a list of them, one per node, with ``node="all"``."""
+        from den.client import remote
+
+        results = remote.run_command(self, command, node=node, timeout=timeout, quiet=quiet)
+        return results if node == "all" else results[0]
+
+    def forget_host_key(self, host: str) -> None:
+        """Stop trusting the SSH host key den recorded for ``host`` (one of
+        ``ips``), after that machine was reinstalled: the next ``up`` trusts
+        the key it presents then."""
+        session = self._sess()
+        address = run(self._resolve_own_address(session), session)
+        run(api.cluster_forget_host_key(address, host), session)
 
 
 class Runnable(Resource):
@@ -837,6 +867,8 @@ class Runnable(Resource):
         self,
         system: Cluster | str | None,
         env: Env | str | list[str] | dict[str, Any] | None = None,
+        *,
+        node: int | None = None,
     ) -> Self:
         """Send this function or class to a cluster (a :class:`Cluster` or its address)
         to run there, optionally in an env (an :class:`Env`, its address, or a list of
@@ -846,11 +878,19 @@ class Runnable(Resource):
         directory of its module, bundled (``.gitignore`` respected) and uploaded
         once per content; a function defined in ``__main__`` or a notebook goes by
         value. Otherwise it goes at the first call. Saving records the cluster and
-        env, so teammates can call it by name.
+        env, so teammates can call it by name. ``node`` places it on another
+        host of a cluster with several (``node=1``; 0, the head, by default).
         """
         self.system = system
         if env is not None:
             self.env = _as_env(env)
+        if node:
+            if isinstance(node, bool) or not isinstance(node, int) or node < 0:
+                raise ValidationError("node must be a node's number (0 is the head).",
+                                      field="node")
+            self.data["node"] = node
+        else:
+            self.data.pop("node", None)
         self._send_to_system()
         return self
 

@@ -353,6 +353,39 @@ class NodeClient:
     def list_objects(self) -> list[dict[str, Any]]:
         return self._request("GET", "/objects").json()["objects"]  # type: ignore[no-any-return]
 
+    def run_command(self, command: str | list[str], timeout: float | None = None,
+                    stream: OutputCallback | None = None) -> tuple[int, str, str]:
+        """Run a shell command on the node (``POST /run``; write access to the
+        cluster); its output goes to ``stream`` as it arrives. Returns
+        (exit code, stdout, stderr); a command past ``timeout`` is killed and
+        its exit code is -9."""
+        body: dict[str, Any] = {"command": command}
+        if timeout is not None:
+            body["timeout"] = timeout
+        request = self._http.build_request("POST", "/run", json=body,
+                                           timeout=httpx.Timeout(None, connect=10.0))
+        resp = self._send(request, stream=True)
+        out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        code = -1
+        try:
+            if resp.status_code >= 400:
+                resp.read()
+                raise _response_error(resp)
+            for line in resp.iter_lines():
+                if not line.strip():
+                    continue
+                item = json.loads(line)
+                if "exit_code" in item:
+                    code = int(item["exit_code"]) if item["exit_code"] is not None else -1
+                    continue
+                name = "stderr" if item.get("stream") == "stderr" else "stdout"
+                out[name].append(str(item.get("text", "")))
+                if stream is not None:
+                    stream(name, str(item.get("text", "")))
+        finally:
+            resp.close()
+        return code, "".join(out["stdout"]), "".join(out["stderr"])
+
     def get_object(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/objects/{name}").json()  # type: ignore[no-any-return]
 

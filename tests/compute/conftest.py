@@ -127,23 +127,6 @@ def outbox(monkeypatch) -> Outbox:
 # -- ssh clusters on test hosts (tests/sshhosts.py) -----------------------------------
 
 
-@pytest.fixture(scope="session")
-def ssh_site(live_server):
-    """Two test hosts for the session, from which den's live server is
-    reachable at the same URL as from here (``Site.expose``)."""
-    from urllib.parse import urlsplit
-
-    from tests.sshhosts import hosts_available, make_hosts
-
-    why = hosts_available()
-    if why:
-        pytest.skip(why)
-    site = make_hosts(2)
-    site.expose(int(urlsplit(live_server.url).port or 80))
-    yield site
-    site.close()
-
-
 def ssh_creds_secret(owner, host, name: str = "box-key") -> Resource:
     """A secret of ``owner`` holding the test hosts' private key, as
     ``den.cluster(..., ssh_creds=...)`` saves it."""
