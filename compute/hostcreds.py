@@ -30,6 +30,11 @@ from registry.services import audit_record, secret_read_values_audited
 _REFERENCES = {"creds": ResourceType.SECRET, "env": ResourceType.ENV}
 
 
+def owner_id(cluster_key: str) -> int | None:
+    """The id of the cluster's owner (kept in a start's handles for its release)."""
+    return Resource.objects.filter(pk=int(cluster_key)).values_list("owner_id", flat=True).first()
+
+
 def host_label(host: str, port: int) -> str:
     """How den names a host (its key in ``ClusterState.host_keys``)."""
     return host if int(port) == 22 else f"{host}:{port}"
@@ -83,8 +88,7 @@ def cluster_hosts(cluster_key: str, handles: Mapping[str, Any] | None = None) ->
     is gone (being released), from the start's ``handles``."""
     resource = Resource.objects.select_related("owner").filter(pk=int(cluster_key)).first()
     if resource is None:
-        raise BackendError("The cluster is gone, and den no longer holds its key to reach "
-                           "its hosts; stop its daemons on the hosts by hand.")
+        return _released_hosts(handles or {})
     config = resource.config or {}
     ips = config.get("ips") or (handles or {}).get("ips") or []
     if isinstance(ips, str):
@@ -106,6 +110,33 @@ def cluster_hosts(cluster_key: str, handles: Mapping[str, Any] | None = None) ->
         "host_keys", flat=True).first() or {}
     return [SshHost(host=ip, port=port, user=user, private_key=key,
                     host_key=pinned.get(host_label(ip, port))) for ip in ips]
+
+
+def _released_hosts(handles: Mapping[str, Any]) -> list[SshHost]:
+    """The hosts of a cluster whose resource was deleted (its release tears
+    them down), from its last start's handles: the owner's key is read as
+    for a live cluster, and each host key is the one that start used."""
+    from django.contrib.auth import get_user_model
+
+    if not handles.get("nodes"):
+        return []  # not running when it was deleted: no daemon to stop
+    owner = get_user_model().objects.filter(pk=int(handles.get("owner_id") or 0),
+                                            is_active=True).first()
+    address = handles.get("creds")
+    if owner is None or not isinstance(address, str):
+        raise BackendError("The cluster is gone, and den no longer knows how to reach its "
+                           "hosts; stop its daemons there by hand.")
+    try:
+        secret = access_resource(Caller(user=owner), address, AccessLevel.READ)
+    except (NotFound, PermissionDenied, NotAuthenticated):
+        raise BackendError("The cluster is gone, and its owner can no longer read its creds; "
+                           "stop its daemons on the hosts by hand.") from None
+    values = secret_read_values_audited(actor=owner, resource=secret)
+    key = private_key_of(values)
+    return [SshHost(host=str(node["host"]), port=int(node.get("ssh_port") or 22),
+                    user=str(handles.get("ssh_user") or ""), private_key=key,
+                    host_key=node.get("host_key") or None)
+            for node in handles.get("nodes") or () if isinstance(node, dict)]
 
 
 def record_host_key(cluster_key: str, host: SshHost, key_line: str) -> bool:

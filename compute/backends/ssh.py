@@ -152,7 +152,7 @@ class SshBackend(ClusterBackend):
             python, sent = await bootstrap.send_runtime(connected.conn, info, archive)
             took = time.monotonic() - began
             started = await bootstrap.start_node(connected.conn, info, python, daemon)
-            return {"host": host.host, "ssh_port": host.port,
+            return {"host": host.host, "ssh_port": host.port, "host_key": connected.host_key,
                     "url": bootstrap.node_url(host.host, port, tls=True),
                     "tls_fingerprint": cert.fingerprint, "python": info.python.path,
                     "runtime": {"sent": sent, "seconds": round(took, 2),
@@ -173,6 +173,10 @@ class SshBackend(ClusterBackend):
         handles: dict[str, Any] = {
             "phase": "health", "ips": [h.host for h in hosts], "nodes": nodes,
             "tls_cert": cert.cert_pem, "tls_fingerprint": cert.fingerprint,
+            # Enough to reach the hosts again once the resource is deleted
+            # (its release): no secret here, only where the secret is.
+            "ssh_user": hosts[0].user, "creds": spec.config.get("creds"),
+            "owner_id": hostcreds.owner_id(spec.cluster_key),
         }
         deadline = time.monotonic() + _INLINE_WAIT_SECONDS
         while True:

@@ -4,6 +4,7 @@ a real Celery worker, as the API drives them."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from compute import services
 from compute.models import ClusterEvent
@@ -44,3 +45,52 @@ def test_two_hosts_up_stop_up_teardown(ssh_cluster, ssh_site, people, celery_wor
     assert not any(_daemons(h) for h in ssh_site.hosts)
     assert [h.files() for h in ssh_site.hosts] == [[], []]
     assert state_of(cluster).host_keys  # the machines are the same: keys stay trusted
+
+
+@pytest.fixture
+def in_process(settings, celery_worker, live_server):
+    """Tasks run in this process: its daemons' den is the live server."""
+    settings.DEN_CLUSTER_DEN_URL = live_server.url
+    settings.DEN_CLUSTER_HEARTBEAT_SECONDS = 0.5
+
+
+def test_ssh_tasks_twice_do_their_work_once(in_process, ssh_cluster, ssh_site, people, outbox,
+                                            monkeypatch):
+    """As tests/compute/test_tasks.py does for local clusters: every message
+    delivered twice (and duplicated), run in this process on the ssh backend."""
+    from compute.backends import ssh
+    from tests.compute.test_tasks import _bring_up, _events
+
+    monkeypatch.setattr(ssh, "_INLINE_WAIT_SECONDS", 0)
+    alice = people["users"]["alice"]
+    box = ssh_cluster("twice-ssh")
+    state = _bring_up(outbox, box, alice)
+    assert state.status == "up" and _events(box, "daemon.started") == 2
+    assert [list(_daemons(h)) for h in ssh_site.hosts] == [[n["pid"]] for n in
+                                                           state.handles["nodes"]]
+    services.cluster_request_stop(actor=alice, resource=box)
+    task, args, _ = outbox.take("compute.cluster_stop")
+    assert task.apply(args=args, task_id="stop-1").get() == "done"
+    assert task.apply(args=args, task_id="stop-1").get() == "skipped"
+    assert _events(box, "daemon.stopped") == 2
+    assert not any(_daemons(h) for h in ssh_site.hosts)
+    services.cluster_request_teardown(actor=alice, resource=box)
+    task, args, _ = outbox.take("compute.cluster_teardown")
+    assert task.apply(args=args, task_id="down-1").get() == "done"
+    assert task.apply(args=args, task_id="down-1").get() == "skipped"
+    assert [h.files() for h in ssh_site.hosts] == [[], []]
+
+
+def test_deleting_an_up_cluster_releases_its_hosts(ssh_cluster, ssh_site, people, celery_worker):
+    from registry.services import resource_delete
+    from tests.compute.conftest import wait_for
+
+    alice = people["users"]["alice"]
+    box = ssh_cluster("deleted")
+    services.cluster_request_up(actor=alice, resource=box)
+    wait_status(box, "up", timeout=90, worker=celery_worker)
+    resource_delete(actor=alice, resource=box)
+    wait_for(lambda: not any(_daemons(h) for h in ssh_site.hosts), 60,
+             what="the deleted cluster's daemons to stop")
+    wait_for(lambda: [h.files() for h in ssh_site.hosts] == [[], []], 30,
+             what="den's files to go")
