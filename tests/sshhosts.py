@@ -134,10 +134,14 @@ class Host:
 
     def files(self) -> list[str]:
         """Paths under the user's home (relative), skipping the test's own ``.ssh``."""
-        if not self.home.exists():
-            return []
-        return sorted(str(p.relative_to(self.home)) for p in self.home.rglob("*")
-                      if p.relative_to(self.home).parts[0] != ".ssh")
+        found = []
+        # os.walk ignores folders that vanish meanwhile (a teardown under way).
+        for folder, dirs, names in os.walk(self.home):
+            rel = Path(folder).relative_to(self.home)
+            if rel.parts[:1] == (".ssh",):
+                continue
+            found += [str(rel / n) for n in (*dirs, *names) if (rel / n).parts[0] != ".ssh"]
+        return sorted(found)
 
     def kill_processes(self) -> None:
         """kill -9 every process of this host's user (cleanup)."""

@@ -26,6 +26,7 @@ same user is left there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -53,41 +54,95 @@ _POLL_SECONDS = 0.5
 T = TypeVar("T")
 
 
+class _Aborted(Exception):
+    """This host's work stopped because another host of the cluster failed."""
+
+
+class _Gate:
+    """Holds every host's work at one point until all have reached it, so
+    that no daemon starts unless every host got that far (else the start
+    would leave daemons behind on the hosts that did)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.arrived = 0
+        self.failed = False
+        self.open = asyncio.Event()
+
+    def fail(self) -> None:
+        self.failed = True
+        self.open.set()
+
+    async def arrive(self) -> None:
+        self.arrived += 1
+        if self.arrived >= self.count:
+            self.open.set()
+        await self.open.wait()
+        if self.failed:
+            raise _Aborted()
+
+
+def _first_error(results: Sequence[Any]) -> BaseException | None:
+    """The error to report: a host's permanent one, else a transient one,
+    else any (never "aborted because another host failed")."""
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for wanted in (lambda e: isinstance(e, BackendError)
+                   and not isinstance(e, TransientBackendError),
+                   lambda e: isinstance(e, TransientBackendError),
+                   lambda e: not isinstance(e, _Aborted)):
+        for error in errors:
+            if wanted(error):
+                return error
+    return errors[0] if errors else None
+
+
 def _gather(items: Sequence[T], work: Callable[[T], Awaitable[Any]]) -> list[Any]:
-    """Run ``work`` on every item concurrently; the first error is raised
-    (a host-specific one first), after every host has finished."""
+    """Run ``work`` on every item concurrently; once every one has finished,
+    raise the error that matters most (``_first_error``), if any."""
 
     async def main() -> list[Any]:
         return list(await asyncio.gather(*(work(item) for item in items),
                                          return_exceptions=True))
 
     results = asyncio.run(main())
-    errors = [r for r in results if isinstance(r, BaseException)]
-    permanent = [e for e in errors if isinstance(e, BackendError)
-                 and not isinstance(e, TransientBackendError)]
-    if permanent:
-        raise permanent[0]
-    if errors:
-        raise errors[0]
+    error = _first_error(results)
+    if error is not None:
+        raise error
     return results
 
 
 def _each_host(cluster_key: str, hosts: Sequence[SshHost],
-               work: Callable[[SshHost, Connected, HostInfo], Awaitable[T]]) -> list[T]:
+               work: Callable[[SshHost, Connected, HostInfo], Awaitable[T]], *,
+               gate: _Gate | None = None, keep: list[Any] | None = None) -> list[T]:
     """Connect to every host at once, inspect it and run ``work`` on it; the
-    first error is raised once all have finished. Host keys seen for the first
-    time are recorded (here, outside the event loop: the database is sync)."""
+    error that matters most is raised once all have finished. Host keys seen
+    for the first time are recorded (here, outside the event loop: the
+    database is sync). A host that fails opens ``gate`` for the others, who
+    then stop there; ``keep`` receives the results of the hosts that
+    finished, even when another failed (what to undo)."""
     seen: dict[str, tuple[SshHost, str]] = {}
 
     async def one(host: SshHost) -> T:
-        connected = await bootstrap.connect(host)
+        try:
+            connected = await bootstrap.connect(host)
+        except BaseException:
+            if gate is not None:
+                gate.fail()
+            raise
         if connected.first_use and connected.host_key:
             seen[host.host] = (host, connected.host_key)
         try:
             info = await bootstrap.inspect_host(connected.conn, host.label)
-            return await work(host, connected, info)
-        except BackendError as exc:
-            raise _on(host, exc) from None
+            result = await work(host, connected, info)
+            if keep is not None:
+                keep.append(result)
+            return result
+        except BaseException as exc:
+            if gate is not None:
+                gate.fail()
+            if isinstance(exc, BackendError):
+                raise _on(host, exc) from None
+            raise
         finally:
             connected.conn.close()
             await connected.conn.wait_closed()
@@ -151,6 +206,7 @@ class SshBackend(ClusterBackend):
             began = time.monotonic()
             python, sent = await bootstrap.send_runtime(connected.conn, info, archive)
             took = time.monotonic() - began
+            await gate.arrive()  # every host is ready: only now start daemons
             started = await bootstrap.start_node(connected.conn, info, python, daemon)
             return {"host": host.host, "ssh_port": host.port, "host_key": connected.host_key,
                     "url": bootstrap.node_url(host.host, port, tls=True),
@@ -160,7 +216,15 @@ class SshBackend(ClusterBackend):
                                 **node_runtime.describe(archive)},
                     **started}
 
-        nodes = _each_host(spec.cluster_key, hosts, start_one)
+        gate = _Gate(len(hosts))
+        done: list[dict[str, Any]] = []
+        try:
+            nodes = _each_host(spec.cluster_key, hosts, start_one, gate=gate, keep=done)
+        except BaseException:
+            if done:  # daemons started on some hosts while another failed: stop them
+                with contextlib.suppress(Exception):
+                    self.cancel_up(spec.cluster_key, {"nodes": done}, log)
+            raise
         for node in nodes:
             runtime = node.pop("runtime")
             if runtime["sent"]:

@@ -29,13 +29,16 @@ def _daemons(host) -> list[int]:
 def test_an_unreachable_host_fails_within_the_start_timeout(ssh_cluster, ssh_site, people,
                                                             celery_worker):
     missing = f"198.18.{ssh_site.index}.250"  # on the site's network, nobody there
-    cluster = ssh_cluster("nowhere", hosts=ssh_site.hosts[:1], ips=[missing])
+    good = ssh_site.hosts[0]
+    cluster = ssh_cluster("nowhere", hosts=ssh_site.hosts[:1], ips=[good.ip, missing])
     began = time.monotonic()
     services.cluster_request_up(actor=people["users"]["alice"], resource=cluster)
     message, _ = _failed(cluster, celery_worker, timeout=90)
     assert time.monotonic() - began < 30 + 40  # the test worker's start timeout, plus a sweep
     assert missing in message and "does not answer SSH on port 22" in message
     assert "DEN_CLUSTER_START_TIMEOUT" in message
+    # The host that answered got no daemon: none starts unless every host is ready.
+    assert not _daemons(good)
 
 
 def test_a_wrong_key_fails_naming_the_host(ssh_cluster, ssh_site, people, celery_worker):
