@@ -265,7 +265,8 @@ def cluster_request_up(*, actor: Any, resource: Resource) -> ClusterState:
     _revoke_cluster_tokens(resource)
     event_record(state=state, kind="up.requested",
                  message=f"{_who(actor)} asked for the cluster to come up.", backend=backend)
-    audit_record(actor=actor, action="cluster.up", resource=resource, previous=previous)
+    audit_record(actor=actor, action="cluster.up", resource=resource, previous=previous,
+                 backend=backend)
     _enqueue("cluster_up", state)
     return state
 
@@ -515,8 +516,19 @@ def _launch_spec(state: ClusterState, token: str) -> LaunchSpec:
         autostop_mins=state.effective_autostop_mins,
         heartbeat_seconds=settings.DEN_CLUSTER_HEARTBEAT_SECONDS,
         auth_cache_seconds=settings.DEN_CLUSTER_AUTH_CACHE_SECONDS,
-        start_timeout=settings.DEN_CLUSTER_START_TIMEOUT,
+        start_timeout=_start_timeout(state.backend),
     )
+
+
+def _start_timeout(backend: str) -> float:
+    """The start deadline of clusters on ``backend``: its own (clouds take
+    minutes), else DEN_CLUSTER_START_TIMEOUT."""
+    try:
+        found = get_backend(backend) if backend else None
+        own = getattr(found, "start_timeout", lambda: None)()
+    except BackendError:
+        own = None
+    return float(own) if own else settings.DEN_CLUSTER_START_TIMEOUT
 
 
 def _launch_token(state: ClusterState) -> str:
@@ -538,7 +550,9 @@ def cluster_run_up(*, state_id: int, seq: int, claim: str) -> str:
     TransientBackendError propagates, for the task to retry with backoff.
     """
     now = timezone.now()
-    deadline = now + timedelta(seconds=settings.DEN_CLUSTER_START_TIMEOUT)
+    backend_name = ClusterState.objects.filter(id=state_id).values_list(
+        "backend", flat=True).first() or ""
+    deadline = now + timedelta(seconds=_start_timeout(backend_name))
     # step=0: a redelivered first step must not match a start that has moved on
     # to polling (its work is done).
     if not _claim(state_id, seq=seq, expect=_STARTING, becomes=S.STARTING, claim=claim,
@@ -623,8 +637,11 @@ def cluster_run_poll(*, state_id: int, seq: int, step: int, claim: str = "") -> 
 
 def _timeout_message(state: ClusterState) -> str:
     waiting = f" It was waiting for {state.waiting_for}." if state.waiting_for else ""
-    return (f"The cluster did not come up within {settings.DEN_CLUSTER_START_TIMEOUT:.0f} s "
-            f"(DEN_CLUSTER_START_TIMEOUT).{waiting} Bring it up again, or see the events "
+    timeout = _start_timeout(state.backend)
+    name = ("DEN_SKYPILOT_START_TIMEOUT" if timeout != settings.DEN_CLUSTER_START_TIMEOUT
+            else "DEN_CLUSTER_START_TIMEOUT")
+    return (f"The cluster did not come up within {timeout:.0f} s "
+            f"({name}).{waiting} Bring it up again, or see the events "
             "above for what went wrong.")
 
 
@@ -801,6 +818,19 @@ def cluster_run_stop(*, state_id: int, seq: int, claim: str) -> str:
     """Stop the daemons of a cluster whose stop request ``seq`` asked for (the
     machines stay, where the backend keeps them); "skipped" if there was
     nothing to do."""
+    state = _load_or_none(state_id)
+    # getattr: backends written before stop_tears_down (test doubles) may lack it.
+    tears_down = getattr(_backend_of(state), "stop_tears_down", None) if state else None
+    if state is not None and tears_down is not None and tears_down(
+            state.resource.config or {}):
+        # Its infrastructure cannot keep stopped machines: the stop released them.
+        return _run_down(
+            state_id=state_id, seq=seq, claim=claim, requested=S.STOPPING,
+            done=S.TERMINATED,
+            act=lambda state, log: _backend_of(state).stop(str(state.resource.pk),
+                                                           state.handles, log),
+            message="The cluster is torn down (its infrastructure cannot stop machines).",
+        )
     return _run_down(
         state_id=state_id, seq=seq, claim=claim, requested=S.STOPPING, done=S.STOPPED,
         act=lambda state, log: _backend_of(state).stop(str(state.resource.pk), state.handles, log),

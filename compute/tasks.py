@@ -127,3 +127,15 @@ def sweep_clusters() -> dict[str, int]:
     if any(counts.values()):
         logger.info("cluster sweep: %s", counts)
     return counts
+
+
+@shared_task(name="compute.sweep_skypilot", acks_late=True, ignore_result=True,
+             soft_time_limit=settings.DEN_CLUSTER_TASK_SOFT_TIME_LIMIT,
+             time_limit=settings.DEN_CLUSTER_TASK_TIME_LIMIT)
+def sweep_skypilot() -> dict[str, int]:
+    """Beat task: compare SkyPilot's clusters with den's, record drift as
+    events, and tear down (or flag) clusters den launched and no longer tracks
+    (:mod:`compute.skypilot_sweep`). Idempotent."""
+    from compute.skypilot_sweep import cluster_sweep_skypilot
+
+    return cluster_sweep_skypilot()

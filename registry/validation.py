@@ -161,12 +161,13 @@ def _validate_cluster(config: dict) -> None:
     _check_str_list(config, "ips")
     if provider == "ssh" and not config.get("ips"):
         _fail("ips", "config.ips must list at least one host for provider 'ssh'.")
-    for field in ("ssh_user", "instance_type", "region", "name"):
+    for field in ("ssh_user", "instance_type", "region", "name", "image"):
         _check_str(config, field)
     _check_address_field(config, "creds")
     _check_int(config, "ssh_port", minimum=1, maximum=65535)
     _check_int(config, "server_port", minimum=1, maximum=65535)
     _check_int(config, "num_nodes", minimum=1, maximum=1000)
+    _check_int(config, "disk_size", minimum=1, maximum=65536)
     _check_int(config, "autostop_mins", minimum=-1)
     _check_bool(config, "use_spot")
     _check_bool(config, "den_auth")

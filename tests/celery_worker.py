@@ -31,6 +31,9 @@ from compute import tasks
 from registry.models import Resource
 
 REPO = Path(__file__).resolve().parents[1]
+FAKE_CLOUD_ADAPTER = "tests.compute.fake_cloud:FakeCloud"
+#: The SkyPilot cluster names of this test run (the orphan sweep looks only at these).
+SKY_PREFIX = f"den-t{uuid.uuid4().hex[:6]}-"
 
 
 def _route_compute_tasks(queue: str) -> None:
@@ -82,7 +85,8 @@ def node_processes(home: Path) -> dict[int, list[str]]:
 
 class Worker:
     def __init__(self, home: Path, cluster_root: Path, queue: str, env: dict[str, str],
-                 log: Path) -> None:
+                 log: Path, python: str = sys.executable) -> None:
+        self.python = python
         self.home = home
         self.cluster_root = cluster_root
         self.queue = queue
@@ -96,7 +100,7 @@ class Worker:
         mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "den", "worker", "-Q", self.queue,
+                [self.python, "-m", "celery", "-A", "den", "worker", "-Q", self.queue,
                  "--concurrency", "2", "--pool", "prefork", "--without-gossip",
                  "--without-mingle", "--without-heartbeat", "--hostname", f"{self.queue}@%h",
                  "--loglevel", "INFO"],
@@ -193,10 +197,21 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
         "DEN_CLUSTER_HEARTBEAT_SECONDS": "0.5",
         "DEN_CLUSTER_AUTH_CACHE_SECONDS": "1",
         "DEN_CLUSTER_START_TIMEOUT": "30",
+        # The skypilot backend's cloud is the suite's fake (tests/compute/fake_cloud.py),
+        # whose machines are this one: the daemons start beside the worker.
+        "DEN_SKYPILOT_ADAPTER": FAKE_CLOUD_ADAPTER,
+        "DEN_FAKE_CLOUD_DIR": str(outside / "fake-cloud"),
+        "DEN_SKYPILOT_BOOTSTRAP": "local",
+        "DEN_SKYPILOT_CLUSTER_PREFIX": SKY_PREFIX,
+        "DEN_SKYPILOT_POLL_SECONDS": "0.3",
+        "DEN_SKYPILOT_WAIT_SECONDS": "20",
+        "DEN_SKYPILOT_START_TIMEOUT": "60",
         "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
     })
     log = base / "worker.log"
     worker: Worker | None = None
+    # The test process drives the same fake cloud (the sweeps run in it too).
+    os.environ["DEN_FAKE_CLOUD_DIR"] = env["DEN_FAKE_CLOUD_DIR"]
     try:
         worker = Worker(home, cluster_root, queue, env, log)
         yield worker

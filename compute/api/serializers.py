@@ -17,14 +17,30 @@ class ClusterStateSerializer(serializers.ModelSerializer):
     objects = serializers.IntegerField(source="objects_count")
     nodes = serializers.SerializerMethodField()
     host_keys = serializers.SerializerMethodField()
+    cost = serializers.SerializerMethodField()
+    stop_tears_down = serializers.SerializerMethodField()
 
     class Meta:
         model = ClusterState
         fields = [
             "address", "status", "status_changed_at", "daemon_url", "backend",
             "last_heartbeat_at", "last_activity_at", "calls_in_flight", "objects",
-            "autostop_mins", "message", "updated_at", "nodes", "host_keys",
+            "autostop_mins", "message", "updated_at", "nodes", "host_keys", "cost",
+            "stop_tears_down",
         ]
+
+    def get_cost(self, state: ClusterState) -> dict[str, Any] | None:
+        """What a cloud cluster costs (SkyPilot clusters): instance type, region,
+        spot, hourly price when known, and uptime while up; None otherwise."""
+        from compute import selectors
+
+        return selectors.cluster_cost(state=state)
+
+    def get_stop_tears_down(self, state: ClusterState) -> bool:
+        """Whether a stop releases the machines (Kubernetes cannot keep them)."""
+        from compute import selectors
+
+        return selectors.cluster_stop_tears_down(state=state)
 
     def get_address(self, state: ClusterState) -> str:
         return state.resource.address

@@ -109,6 +109,17 @@ class ClusterBackend(abc.ABC):
     #: the daemons only; local: there is no machine to keep).
     keeps_machines_on_stop: ClassVar[bool] = True
 
+    def start_timeout(self) -> float | None:
+        """How long a start may take on this backend, if not ``DEN_CLUSTER_START_TIMEOUT``
+        (cloud machines take minutes)."""
+        return None
+
+    def stop_tears_down(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``stop`` of a cluster with this config releases its machines
+        (infrastructure that cannot stop them): the cluster then ends
+        ``terminated``, and the UI says so before anyone stops it."""
+        return False
+
     @abc.abstractmethod
     def begin_up(self, spec: LaunchSpec, log: LogFn) -> Launched | Pending:
         """Start bringing the cluster up; return quickly (seconds, never minutes)."""

@@ -1,13 +1,20 @@
 """Exceptions the client raises, one class per kind of failure a user can act on.
 
-Every error from a den server is an instance of :class:`DenError` carrying the
-server's ``message``, ``code`` and ``field`` (the config field it objects to, if
-any), plus the HTTP ``status``. Catch the narrow class you can handle::
+Every error from a den server or from a cluster's node daemon is an instance of
+:class:`DenError` carrying the ``message``, ``code`` and ``field`` (the config
+field it objects to, if any), plus the HTTP ``status``. One hierarchy serves
+both: the node's caller library (:mod:`den.node.caller`) raises these classes
+itself, so a daemon's 403 is a :class:`PermissionDenied` like den's, and nothing
+translates between them. Catch the narrow class you can handle::
 
     try:
         fn = den.function(name="/alice/train")
     except den.NotFound:
         ...
+
+The classes only a daemon raises (:class:`ObjectNotFound`, :class:`PickleRefused`,
+:class:`DaemonUnreachable`, :class:`RemoteError`, ...) subclass the general kind a
+caller already catches (``NotFound``, ``BadRequest``, ``NetworkError``...).
 """
 
 from __future__ import annotations
@@ -17,17 +24,26 @@ from typing import Any
 __all__ = [
     "AuthenticationError",
     "BadRequest",
+    "BundleTooLarge",
     "CallTimeout",
+    "ClusterStopping",
     "Conflict",
+    "DaemonUnreachable",
     "DenError",
+    "DenUnavailable",
+    "EnvSetupFailed",
     "InvalidAddress",
     "NetworkError",
     "NoRunningCluster",
     "NotFound",
     "NotLoggedIn",
+    "ObjectNotFound",
     "PermissionDenied",
+    "PickleRefused",
+    "RemoteError",
     "ServerError",
     "Throttled",
+    "TooLarge",
     "ValidationError",
     "WorkerCrashed",
     "WrongType",
@@ -71,6 +87,24 @@ class DenError(Exception):
         return (
             f"{type(self).__name__}({self.message!r}, code={self.code!r}, status={self.status!r})"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only attributes survive pickling (a worker process, a task runner).
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+    def with_context(self, what: str) -> DenError:
+        """Prefix the message with what failed (``Function /alice/train``) unless it names it."""
+        if what and what not in self.message:
+            self.message = f"{what}: {self.message.rstrip('.')}."
+            self.args = (self.message,)
+        return self
+
+
+def _rebuild(cls: type[DenError], args: tuple[Any, ...], state: dict[str, Any]) -> DenError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
 
 
 class BadRequest(DenError):
@@ -187,6 +221,88 @@ class CallTimeout(DenError, TimeoutError):
     """A remote call ran longer than its timeout, and the cluster abandoned it."""
 
     default_code = "timeout"
+
+
+# -- what a cluster's node daemon reports (raised by den.node.caller) --------------------
+
+
+class PickleRefused(BadRequest):
+    """A call's pickled arguments name a type that callers with read access may not
+    send (they send plain data, plus the function's ``pickle_allow``); the message
+    names it. Read access to a function lets you call it with data, not run code."""
+
+    default_code = "pickle_refused"
+
+
+class TooLarge(ValidationError):
+    """A request body was larger than the daemon accepts."""
+
+    default_code = "too_large"
+
+
+class BundleTooLarge(ValidationError, ValueError):
+    """The project directory to send is larger than the code bundle size cap."""
+
+    default_code = "too_large"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("field", "code")
+        super().__init__(message, **kwargs)
+
+
+class ObjectNotFound(NotFound, LookupError):
+    """No such object on the cluster's daemon, or you may not see it."""
+
+    default_code = "not_found"
+
+
+class DaemonUnreachable(NetworkError, ConnectionError):
+    """A cluster's node daemon could not be reached (is the cluster up?)."""
+
+    default_code = "unreachable"
+
+
+class DenUnavailable(ServerError):
+    """The cluster's daemon could not reach den to check your token; try again shortly."""
+
+    default_code = "den_unavailable"
+
+
+class ClusterStopping(NoRunningCluster):
+    """The cluster's daemon is stopping (autostop) and takes no more calls; bring it up again."""
+
+    default_code = "cluster_stopping"
+
+
+class EnvSetupFailed(DenError):
+    """Making an env on the cluster (virtualenv, pip install, setup commands) failed."""
+
+    default_code = "env_failed"
+
+
+class RemoteError(DenError):
+    """A remote exception whose type could not be rebuilt here.
+
+    ``remote_type`` is its qualified type name (e.g. ``mypkg.errors.BadInput``) and
+    ``remote_traceback`` the traceback on the cluster.
+    """
+
+    default_code = "remote_exception"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        remote_type: str = "Exception",
+        remote_traceback: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(f"{remote_type}: {message}", **kwargs)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+
+    def with_context(self, what: str) -> DenError:
+        return self  # the user's own exception: its message stays as raised
 
 
 _BY_STATUS: dict[int, type[DenError]] = {

@@ -1,9 +1,18 @@
 """Remote execution: send functions and classes to a cluster's node daemon and call them.
 
 The resource stubs (:class:`~den.client.resources.Function`,
-:class:`~den.client.resources.Module`) call into this module; it talks to den for a
-cluster's status (its daemon URL) and to the daemon through
+:class:`~den.client.resources.Module`) call into this module with a
+:class:`Target`: a plain description of what to run and where (addresses, the
+env, the local object if any, what was put on a daemon before). This module
+never touches a resource object; it records what it sent (:attr:`Target.deployment`,
+:attr:`Target.code`) on the target, and the resource takes that back. It talks to
+den for a cluster's status (its daemon URL) and to the daemon through
 :mod:`den.node.caller`, imported on first use so that ``import den`` stays light.
+
+Errors
+    The daemon's errors are den's own classes (:mod:`den.client.errors`): nothing is
+    translated here; a den error only gets the name of the function or module it is
+    about put before its message (:meth:`den.DenError.with_context`).
 
 Names on the daemon
     An object's name on the daemon is derived from the resource's address
@@ -45,45 +54,44 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from den.client import api
 from den.client.errors import (
-    AuthenticationError,
-    BadRequest,
-    CallTimeout,
+    DaemonUnreachable,
     DenError,
-    NetworkError,
     NoRunningCluster,
     NotFound,
-    PermissionDenied,
+    ObjectNotFound,
     ValidationError,
-    WorkerCrashed,
 )
 from den.client.session import Session, run
 
 if TYPE_CHECKING:
-    from den.client.resources import Cluster, Module, Runnable
     from den.node.caller import NodeClient
 
 __all__ = [
+    "ClusterRef",
     "Deployment",
-    "MethodHandle",
+    "Target",
     "bring_up",
     "call",
     "deploy",
     "env_name",
-    "instantiate",
     "object_name",
     "probe",
+    "put",
     "redeploy_after_save",
+    "running_daemon",
 ]
 
 #: Cluster statuses on the way up, and statuses from which ``up`` must wait.
@@ -93,7 +101,7 @@ _GOING_DOWN = frozenset({"stopping", "terminating"})
 _lock = threading.Lock()
 #: One pooled daemon client per (daemon URL, token).
 _nodes: dict[tuple[str, str | None], NodeClient] = {}
-#: Daemon URL per (den URL, cluster address, node), refreshed when it stops answering.
+#: Daemon URL per (den URL, cluster address), refreshed when it stops answering.
 _urls: dict[tuple[str | None, str, int], str] = {}
 #: What to pin for an HTTPS daemon, per URL: (certificate PEM, fingerprint), as
 #: den gave them in the cluster's status (a new start makes a new certificate).
@@ -106,18 +114,11 @@ def _remember_tls(status: dict[str, Any]) -> None:
     for node in status.get("nodes") or ():
         if not isinstance(node, dict) or not node.get("tls_cert"):
             continue
-        url, pin = str(node.get("url") or ""), (str(node["tls_cert"]),
-                                                 str(node.get("tls_fingerprint") or ""))
+        url = str(node.get("url") or "")
+        pin = (str(node["tls_cert"]), str(node.get("tls_fingerprint") or ""))
         if url and _tls.get(url) != pin:
             _tls[url] = pin
             _forget_node(url)
-
-
-def placed_on(resource: Any) -> int | None:
-    """The node a function or module was sent to (``.to(cluster, node=1)``;
-    None: the head), kept in its config so callers by name use it too."""
-    node = (getattr(resource, "data", None) or {}).get("node")
-    return node if isinstance(node, int) and not isinstance(node, bool) else None
 
 
 def node_url(status: dict[str, Any], node: int | None) -> str | None:
@@ -127,8 +128,20 @@ def node_url(status: dict[str, Any], node: int | None) -> str | None:
     nodes = status.get("nodes") or []
     if not isinstance(node, int) or not 0 <= node < len(nodes):
         raise ValidationError(f"node={node!r}: the cluster has {len(nodes)} node(s), numbered "
-                           f"from 0 (the head) to {max(len(nodes) - 1, 0)}.", field="node")
+                              f"from 0 (the head) to {max(len(nodes) - 1, 0)}.", field="node")
     return str(nodes[node]["url"])
+
+
+def _after_fork_in_child() -> None:
+    # The cached daemon clients hold the parent's connections (den.node.caller drops
+    # them too); a lock another thread held at the fork would never be released.
+    global _lock
+    _lock = threading.Lock()
+    _nodes.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass
@@ -145,6 +158,65 @@ class Deployment:
     def address(self) -> str | None:
         value = self.spec.get("address")
         return str(value) if value else None
+
+
+@dataclass
+class ClusterRef:
+    """The cluster a function or module runs on, as its resource knows it."""
+
+    #: Its address or name (None: a cluster object with no name).
+    name: str | None
+    #: False for a cluster object that was never saved (so it cannot be up).
+    saved: bool = True
+    #: True when given as a cluster object (``.to()`` then sends at once), not an address.
+    is_object: bool = False
+
+
+@dataclass
+class Target:
+    """What a function or module gives remote execution: a plain value, no resource.
+
+    :class:`~den.client.resources.Runnable` makes one per operation; the functions of
+    this module read it and record on it what they sent (``deployment``, ``code``),
+    which the resource then takes back.
+    """
+
+    #: ``function`` or ``module``.
+    kind: str
+    #: What it is, for messages: ``Function /alice/train``.
+    label: str
+    session: Session
+    #: Its full address, when known (saved, or named with an owner).
+    address: str | None = None
+    #: The name it was given, resolved when ``address`` is not known.
+    name: str | None = None
+    #: Whether den has it (a version): the daemon then checks callers' access to it.
+    saved: bool = False
+    cluster: ClusterRef | None = None
+    #: The env's address or name (None with ``env_config``: an unnamed env).
+    env_name: str | None = None
+    #: An env object's fields (None with ``env_name``: the saved env's config is fetched).
+    env_config: dict[str, Any] | None = None
+    #: The local function or class, when this process holds it.
+    obj: Any = None
+    pointers: dict[str, Any] = field(default_factory=dict)
+    #: Content hash of the code bundle (set here when code is sent).
+    code: str | None = None
+    #: Types callers with read access may send beyond plain data (the config's).
+    pickle_allow: Any = None
+    #: A module instance (made on a cluster), not a class.
+    instance: bool = False
+    #: A module instance's constructor arguments, when made in this process.
+    init_args: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+    #: What this process put on a daemon for it (set here when it puts it).
+    deployment: Deployment | None = None
+    #: The node of a cluster with several it runs on (``.to(cluster, node=1)``;
+    #: None: the head), kept in its config as ``node``.
+    node: int | None = None
+
+    @property
+    def is_class(self) -> bool:
+        return self.kind == "module" and not self.instance
 
 
 # -- names -----------------------------------------------------------------------
@@ -167,41 +239,40 @@ def env_name(label: str) -> str:
     return f"{_slug(label.strip('/').replace('/', '_'), 'A-Za-z0-9_-')}-{digest}"
 
 
-def _describe(resource: Runnable, method: str | None = None) -> str:
-    label = resource.address or resource.name or "(unnamed)"
-    what = f"{resource.TYPE.capitalize()} {label}"
+def _describe(target: Target, method: str | None = None) -> str:
+    what = target.label
     return f"{what}.{method}" if method and method != "__init__" else what
 
 
-def _session(resource: Runnable) -> Session:
-    return resource._sess()
+@contextlib.contextmanager
+def _about(what: str) -> Iterator[None]:
+    """Name what a den error raised inside is about (the one hierarchy: no translation)."""
+    try:
+        yield
+    except DenError as exc:
+        exc.with_context(what)
+        raise
 
 
 # -- clusters --------------------------------------------------------------------
 
 
-def _cluster_address(session: Session, resource: Runnable, what: str) -> str:
-    """The full address of the cluster ``resource`` runs on, without asking den
+def _cluster_address(target: Target, what: str) -> str:
+    """The full address of the cluster ``target`` runs on, without asking den
     when the cluster is a local object that was never saved (so it cannot be up)."""
-    from den.client.resources import Cluster
-
-    system = resource.system
-    if system is None:
+    cluster = target.cluster
+    if cluster is None:
         raise NoRunningCluster(
             f"{what} has no running cluster to run on: send it to one with "
             ".to(den.cluster(...)) and save it, or call the local function instead."
         )
-    if isinstance(system, Cluster):
-        if system.version is None:
-            label = system.address or system._name or "(unnamed)"
-            raise NoRunningCluster(
-                f"{what} is set to run on cluster {label}, which is not up: bring it up "
-                f"with den.cluster(name={label!r}, ...).up_if_not() first."
-            )
-        if system.address is None:
-            system.address = run(api.resolve(session, system._name or ""), session)
-        return system.address
-    return run(api.resolve(session, system), session)
+    if not cluster.saved or not cluster.name:
+        label = cluster.name or "(unnamed)"
+        raise NoRunningCluster(
+            f"{what} is set to run on cluster {label}, which is not up: bring it up "
+            f"with den.cluster(name={label!r}, ...).up_if_not() first."
+        )
+    return run(api.resolve(target.session, cluster.name), target.session)
 
 
 def cluster_status(session: Session, address: str, what: str,
@@ -213,6 +284,8 @@ def cluster_status(session: Session, address: str, what: str,
     """
     try:
         status = run(api.cluster_status(address), session)
+        _remember_tls(status)
+    _remember_tls(status)
         _remember_tls(status)
         return status
     except NotFound:
@@ -327,49 +400,6 @@ def _forget_node(url: str) -> None:
             _nodes.pop(key).close()
 
 
-# -- errors ----------------------------------------------------------------------
-
-
-def _translate(exc: BaseException, what: str) -> BaseException:
-    """A daemon-side failure as the den error a user catches; remote exceptions
-    (the user's own types) are returned unchanged."""
-    from den.node import errors as node_errors
-
-    if not isinstance(exc, node_errors.NodeError) or isinstance(exc, node_errors.RemoteError):
-        return exc
-    message = exc.message
-    status = exc.status
-    if isinstance(exc, node_errors.NodeUnauthorized):
-        return AuthenticationError(
-            f"The cluster refused your token: {message}. Run `den login` to sign in again.",
-            status=status,
-        )
-    if isinstance(exc, node_errors.NodeForbidden):
-        return PermissionDenied(f"{what}: {message}.", status=status)
-    if isinstance(exc, node_errors.PickleRefused):
-        # Read access to a function lets you call it with data, not run code.
-        return BadRequest(f"{what}: {message}.", code="pickle_refused", status=status)
-    if isinstance(exc, node_errors.ObjectNotFound):
-        return NotFound(f"{what}: {message}.", status=status)
-    if isinstance(exc, node_errors.WorkerCrashed):
-        return WorkerCrashed(
-            f"{what}: {message}. The worker was restarted; calling again is safe if the "
-            "call is.",
-            env=exc.env,
-            exit_code=exc.exit_code,
-            status=status,
-        )
-    if isinstance(exc, node_errors.CallTimeout):
-        return CallTimeout(f"{what}: {message}.", status=status)
-    if isinstance(exc, node_errors.BundleTooLarge):
-        return ValidationError(f"Cannot send the code of {what}: {message}.", field="code")
-    if isinstance(exc, node_errors.NodeUnreachable):
-        return NetworkError(f"{what}: {message}.")
-    if isinstance(exc, node_errors.ClusterStopping):
-        return NoRunningCluster(f"{what}: {message}.", code="cluster_stopping", status=status)
-    return DenError(f"{what}: {message}.", code=exc.code, status=status)
-
-
 # -- code and specs ---------------------------------------------------------------
 
 
@@ -420,23 +450,21 @@ def _by_value(obj: Any) -> bool:
     return pointers_for(obj) is None
 
 
-def _env_spec(session: Session, resource: Runnable) -> Any:
-    """The daemon's env description for ``resource.env`` (None: the base env)."""
-    from den.client.resources import Env
-
-    env = resource.env
-    if env is None:
+def _env_spec(target: Target) -> Any:
+    """The daemon's env description for the target's env (None: the base env)."""
+    session = target.session
+    if target.env_config is None and target.env_name is None:
         return None
-    if isinstance(env, str):
-        address = run(api.resolve(session, env), session)
+    if target.env_config is None:
+        assert target.env_name is not None
+        address = run(api.resolve(session, target.env_name), session)
         data = run(api.resource_get(address), session)
         config = dict(data.get("config") or {})
         label = address
     else:
-        assert isinstance(env, Env)
-        config = env._config_fields()
-        if env.address or env._name:
-            label = env.address or run(api.resolve(session, env._name or ""), session)
+        config = dict(target.env_config)
+        if target.env_name:
+            label = run(api.resolve(session, target.env_name), session)
         else:
             label = "env:" + json.dumps(config, sort_keys=True)
     spec = {key: config[key] for key in ("reqs", "env_vars", "setup_cmds", "python")
@@ -472,29 +500,29 @@ def _bundle(root: Path) -> tuple[str, bytes]:
     return bundle_project(root)
 
 
-def _target_name(session: Session, resource: Runnable) -> tuple[str, str | None]:
-    """The daemon object name for ``resource`` and the address to put it with
+def _full_address(target: Target) -> str | None:
+    if target.address is None and target.name:
+        return run(api.resolve(target.session, target.name), target.session)
+    return target.address
+
+
+def _target_name(target: Target) -> tuple[str, str | None]:
+    """The daemon object name for ``target`` and the address to put it with
     (set only once the resource is saved, so den knows it)."""
-    address = resource.address
-    if address is None and resource._name:
-        address = run(api.resolve(session, resource._name), session)
+    address = _full_address(target)
     if address is None:
-        return f"{resource.TYPE}-{uuid.uuid4().hex[:12]}", None
-    return object_name(address), address if resource.version is not None else None
+        return f"{target.kind}-{uuid.uuid4().hex[:12]}", None
+    return object_name(address), address if target.saved else None
 
 
-def _local_object(resource: Runnable) -> Any:
-    return getattr(resource, "fn", None) or getattr(resource, "cls", None)
-
-
-def _build_spec(session: Session, node: NodeClient, resource: Runnable,
+def _build_spec(node: NodeClient, target: Target,
                 address: str | None) -> tuple[dict[str, Any], str | None]:
-    """The put body for ``resource`` and the bundled code root (None: by value/installed)."""
+    """The put body for ``target`` and the bundled code root (None: by value/installed)."""
     from den.node.caller import function_spec, module_spec
 
-    obj = _local_object(resource)
-    env = _env_spec(session, resource)
-    pointers = resource.pointers or {}
+    obj = target.obj
+    env = _env_spec(target)
+    pointers = target.pointers or {}
     code: str | None = None
     root: Path | None = None
     node_pointers: dict[str, str] | None = None
@@ -508,45 +536,44 @@ def _build_spec(session: Session, node: NodeClient, resource: Runnable,
             root = code_root(obj)
             if root is not None:
                 code = _sync_code(node, root)
-        elif resource.code:
-            code = resource.code
+        elif target.code:
+            code = target.code
             if not node.has_code(code):
                 raise NotFound(
-                    f"The code of {_describe(resource)} is not on its cluster any more (was the "
+                    f"The code of {target.label} is not on its cluster any more (was the "
                     "cluster restarted?): its owner must send it again with .to(cluster).",
                     code="code_not_found",
                 )
     # What callers with read access may send beyond plain data (the config's
     # pickle_allow); den validated it when it was saved, the daemon checks it again.
-    allow = resource.data.get("pickle_allow") or None
-    if resource.TYPE == "function":
+    allow = target.pickle_allow or None
+    if target.kind == "function":
         spec = function_spec(obj if node_pointers is None else None, env=env, code=code,
                              pointers=node_pointers, address=address, pickle_allow=allow)
     else:
-        init: tuple[tuple[Any, ...], dict[str, Any]] = resource._init_args or ((), {})
+        init: tuple[tuple[Any, ...], dict[str, Any]] = target.init_args or ((), {})
         spec = module_spec(obj if node_pointers is None else None, init_args=init[0],
                            init_kwargs=init[1], env=env, code=code, pointers=node_pointers,
                            address=address, pickle_allow=allow)
     if code is not None:
-        resource.code = code
+        target.code = code
     return spec, str(root) if root is not None else None
 
 
-def _put(session: Session, resource: Runnable, url: str, name: str, spec: dict[str, Any],
+def _put(target: Target, url: str, name: str, spec: dict[str, Any],
          root: str | None) -> Deployment:
+    session = target.session
     node = _node(session, url)
-    try:
+    with _about(target.label):
         node.put_object(name, spec)
-    except Exception as exc:
-        raise _translate(exc, _describe(resource)) from None
     deployment = Deployment(daemon_url=url, name=name, spec=spec, root=root)
-    resource._deployment = deployment
+    target.deployment = deployment
     if spec.get("address"):
-        _keep_in_den(session, resource, name, spec)
+        _keep_in_den(session, name, spec)
     return deployment
 
 
-def _keep_in_den(session: Session, resource: Runnable, name: str, spec: dict[str, Any]) -> None:
+def _keep_in_den(session: Session, name: str, spec: dict[str, Any]) -> None:
     """Let den keep what was just put for a saved resource (its code bundle and
     the put body), so that after the cluster restarts its daemon puts it back
     for whoever calls next, with nothing sent again from here.
@@ -572,32 +599,36 @@ def _keep_in_den(session: Session, resource: Runnable, name: str, spec: dict[str
             ".to(cluster).", stacklevel=4)
 
 
-def _deploy_to(session: Session, resource: Runnable, url: str) -> Deployment:
-    """Upload ``resource``'s code (once per hash) and put it on the daemon at ``url``."""
-    node = _node(session, url)
-    name, address = _target_name(session, resource)
-    try:
-        spec, root = _build_spec(session, node, resource, address)
-    except Exception as exc:
-        raise _translate(exc, _describe(resource)) from None
-    return _put(session, resource, url, name, spec, root)
+def put(target: Target, url: str) -> Deployment:
+    """Upload the target's code (once per hash) and put it on the daemon at ``url``."""
+    node = _node(target.session, url)
+    name, address = _target_name(target)
+    with _about(target.label):
+        spec, root = _build_spec(node, target, address)
+    return _put(target, url, name, spec, root)
 
 
-def _redeploy(session: Session, resource: Runnable, old: Deployment, url: str) -> Deployment:
+def _redeploy(target: Target, old: Deployment, url: str) -> Deployment:
     """Put what was put before on another daemon (the cluster was restarted)."""
-    node = _node(session, url)
+    node = _node(target.session, url)
     if old.root is not None:
-        try:
+        with _about(target.label):
             code = _sync_code(node, Path(old.root))
-        except Exception as exc:
-            raise _translate(exc, _describe(resource)) from None
         old.spec["code"] = code
-        resource.code = code
-    return _put(session, resource, url, old.name, dict(old.spec), old.root)
+        target.code = code
+    return _put(target, url, old.name, dict(old.spec), old.root)
 
 
-def deploy(resource: Runnable) -> None:
-    """Send ``resource`` to its cluster now (called by ``.to()``); raises
+def running_daemon(target: Target) -> str:
+    """The URL of the daemon of the target's cluster; raises :class:`den.NoRunningCluster`
+    (saying who may bring it up) when den does not report it up."""
+    what = _describe(target)
+    address = _cluster_address(target, what)
+    return daemon_url(target.session, address, what)
+
+
+def deploy(target: Target) -> None:
+    """Send the target to its cluster now (called by ``.to()``); raises
     :class:`den.NoRunningCluster` when den reports that cluster not up, rather
     than sending nothing.
 
@@ -606,52 +637,46 @@ def deploy(resource: Runnable) -> None:
     a function can be saved for a cluster that is not up yet), and the first call
     sends it.
     """
-    from den.client.resources import Cluster
-
-    resource._deployment = None
-    system = resource.system
-    if not isinstance(system, Cluster) or system.version is None:
+    target.deployment = None
+    cluster = target.cluster
+    if cluster is None or not cluster.is_object or not cluster.saved:
         return
-    if _local_object(resource) is None:
+    if target.obj is None:
         return
-    session = _session(resource)
-    what = _describe(resource)
-    address = _cluster_address(session, resource, what)
+    session = target.session
+    what = _describe(target)
+    address = _cluster_address(target, what)
     status = cluster_status(session, address, what)
     if status.get("status") != "up" or not status.get("daemon_url"):
         raise _not_up(session, address, status, what)
-    node_index = placed_on(resource)
-    url = node_url(status, node_index)
-    _urls[(session.url, address, node_index or 0)] = str(url)
-    if resource.TYPE == "module" and not getattr(resource, "is_instance", False):
+    url = node_url(status, target.node)
+    _urls[(session.url, address, target.node or 0)] = str(url)
+    if target.is_class:
         # A class is instantiated on the node by its calls; send its code now.
         node = _node(session, str(url))
-        obj = _local_object(resource)
-        if not _by_value(obj):
-            root = code_root(obj)
+        if not _by_value(target.obj):
+            root = code_root(target.obj)
             if root is not None:
-                try:
-                    resource.code = _sync_code(node, root)
-                except Exception as exc:
-                    raise _translate(exc, what) from None
+                with _about(what):
+                    target.code = _sync_code(node, root)
         return
-    _deploy_to(session, resource, str(url))
+    put(target, str(url))
 
 
-def redeploy_after_save(resource: Runnable) -> None:
+def redeploy_after_save(target: Target) -> None:
     """After a save, put the object again under its saved address, so the daemon
     checks callers' access to the resource itself (teammates it is shared with).
 
     A module instance is re-created from its init arguments by this: name it when
     you make it (``Model(3, name="model")``) to share it without that.
     """
-    old = getattr(resource, "_deployment", None)
-    if old is None or resource.address is None or old.address == resource.address:
+    old = target.deployment
+    if old is None or target.address is None or old.address == target.address:
         return
-    session = _session(resource)
-    name = object_name(resource.address)
-    spec = {**old.spec, "address": resource.address}
-    _put(session, resource, old.daemon_url, name, spec, old.root)
+    session = target.session
+    name = object_name(target.address)
+    spec = {**old.spec, "address": target.address}
+    _put(target, old.daemon_url, name, spec, old.root)
     if name != old.name:
         # Best effort: an object left under the old name only wastes memory.
         with contextlib.suppress(Exception):
@@ -661,129 +686,63 @@ def redeploy_after_save(resource: Runnable) -> None:
 # -- calls -----------------------------------------------------------------------
 
 
-def _ensure_deployed(session: Session, resource: Runnable, url: str, what: str) -> str:
+def _ensure_deployed(target: Target, url: str, what: str) -> str:
     """The daemon object name to call, putting the object first when this process
     holds its code and it is not on that daemon yet."""
-    deployment: Deployment | None = getattr(resource, "_deployment", None)
+    deployment = target.deployment
     if deployment is not None:
         if deployment.daemon_url == url:
             return deployment.name
-        return _redeploy(session, resource, deployment, url).name
-    if _local_object(resource) is not None and not _is_class(resource):
-        return _deploy_to(session, resource, url).name
-    if resource.address is None and resource._name is None:
+        return _redeploy(target, deployment, url).name
+    if target.obj is not None and not target.is_class:
+        return put(target, url).name
+    address = _full_address(target)
+    if address is None:
         raise NoRunningCluster(f"{what} was never sent to its cluster: call .to(cluster) first.")
-    address = resource.address or run(api.resolve(session, resource._name or ""), session)
     return object_name(address)
 
 
-def _is_class(resource: Runnable) -> bool:
-    return resource.TYPE == "module" and not getattr(resource, "is_instance", False)
-
-
-def call(
-    resource: Runnable, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """Run ``resource`` (or one of its methods) on its cluster and return the result.
+def call(target: Target, method: str | None, args: tuple[Any, ...],
+         kwargs: dict[str, Any]) -> Any:
+    """Run the target (or one of its methods) on its cluster and return the result.
 
     Remote output is printed as it arrives; a remote exception is re-raised with its
     own type and the remote traceback as a note; a remote generator comes back as
-    an iterator.
+    an iterator. What was put on a daemon on the way is recorded on ``target``.
     """
-    if _is_class(resource) and method == "__init__":
-        return instantiate(resource, args, kwargs)  # type: ignore[arg-type]
-    what = _describe(resource, method)
-    session = _session(resource)
-    cluster = _cluster_address(session, resource, what)
-    url = daemon_url(session, cluster, what, via=resource.address, node=placed_on(resource))
-    from den.node import errors as node_errors
-
-    address = resource.address if resource.version is not None else None
+    what = _describe(target, method)
+    session = target.session
+    cluster = _cluster_address(target, what)
+    via = target.address
+    url = daemon_url(session, cluster, what, via=via, node=target.node)
+    address = target.address if target.saved else None
     for attempt in (0, 1):
-        name = _ensure_deployed(session, resource, url, what)
+        name = _ensure_deployed(target, url, what)
         pin = _tls.get(url)
         try:
             return _node(session, url).call(name, method, args, kwargs, address=address)
-        except node_errors.NodeUnreachable as exc:
+        except DaemonUnreachable as exc:
             # Tell den at once, which checks the daemon now (and marks the cluster
             # unreachable if it is gone) rather than after its heartbeat timeout;
             # maybe it came up again elsewhere. The call is retried only on
             # another daemon (or the same URL with a new certificate: a new
             # daemon, which refused nothing but the handshake), where it cannot
             # have run.
-            fresh = _after_unreachable(session, cluster, what, via=resource.address,
-                                       node=placed_on(resource))
+            fresh = _after_unreachable(session, cluster, what, via=via, node=target.node)
             if attempt or (fresh == url and _tls.get(fresh) == pin):
-                raise _translate(exc, what) from None
+                raise exc.with_context(what) from None
             _forget_node(url)
             url = fresh
-        except node_errors.ObjectNotFound as exc:
-            deployment = getattr(resource, "_deployment", None)
+        except ObjectNotFound as exc:
+            deployment = target.deployment
             if attempt or deployment is None or "no object named" not in exc.message:
-                raise _translate(exc, what) from None
+                raise exc.with_context(what) from None
             # The daemon restarted on the same URL and lost what this process put.
-            resource._deployment = None
-            _redeploy(session, resource, deployment, url)
-        except node_errors.NodeError as exc:
-            raise _translate(exc, what) from None
+            target.deployment = None
+            _redeploy(target, deployment, url)
+        except DenError as exc:
+            raise exc.with_context(what) from None
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def instantiate(module: Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-                name: str | None = None) -> Module:
-    """Make a remote instance of ``module`` (a class) on its cluster: a
-    :class:`~den.client.resources.Module` whose methods are remote calls.
-
-    A named instance is saved first, so teammates it is shared with can call it.
-    """
-    from den.client.resources import Module
-
-    what = _describe(module)
-    session = _session(module)
-    cluster = _cluster_address(session, module, what)
-    url = daemon_url(session, cluster, what, node=placed_on(module))
-    base = module.name or "module"
-    instance = Module(
-        None,
-        name or f"{base}-{uuid.uuid4().hex[:8]}",
-        system=module.system,
-        env=module.env,
-        pointers=module.pointers,
-        signature=module.signature_data,
-        code=module.code,
-        data={**module.data, "instance": True},
-        session=module._session,
-    )
-    instance.cls = module.cls
-    instance._init_args = (tuple(args), dict(kwargs))
-    if name is not None:
-        instance.save()
-    _deploy_to(session, instance, url)
-    return instance
-
-
-class MethodHandle:
-    """A method of a remote module instance: calling it runs the method on the cluster."""
-
-    def __init__(self, instance: Runnable, name: str) -> None:
-        self.instance = instance
-        self.name = name
-        methods = (instance.signature_data or {}).get("methods") or {}
-        doc = (methods.get(name) or {}).get("doc")
-        if doc:
-            self.__doc__ = doc
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return call(self.instance, self.name, args, kwargs)
-
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the method without blocking the event loop."""
-        import asyncio
-
-        return await asyncio.to_thread(call, self.instance, self.name, args, kwargs)
-
-    def __repr__(self) -> str:
-        return f"<remote method {self.name} of {self.instance!r}>"
 
 
 # -- bringing clusters up -------------------------------------------------------------
@@ -801,34 +760,28 @@ def _new_events(session: Session, address: str, after: int) -> list[dict[str, An
 
 def _answers(session: Session, status: dict[str, Any]) -> bool:
     """Whether the daemon at the status's URL answers its health check."""
-    from den.node import errors as node_errors
-
     url = status.get("daemon_url")
     if not url:
         return False
     try:
         _node(session, str(url)).health()
-    except node_errors.NodeError:
+    except DenError:
         return False
     return True
 
 
-def bring_up(cluster: Cluster, *, timeout: float = 600.0, quiet: bool = False) -> dict[str, Any]:
-    """Save ``cluster`` if needed, ask den to bring it up unless it is up or on its
-    way, and wait until it is up, printing its status changes and events to stderr.
-    Returns its status.
+def bring_up(session: Session, address: str, *, timeout: float = 600.0,
+             quiet: bool = False) -> dict[str, Any]:
+    """Ask den to bring the (saved) cluster at ``address`` up unless it is up or on
+    its way, and wait until it is up, printing its status changes and events to
+    stderr. Returns its status.
 
     Raises :class:`den.NoRunningCluster` with the cluster's message if it fails to
     start, or when it is not up after ``timeout`` seconds.
     """
     from den.client.errors import Conflict
 
-    session = cluster._sess()
-    if cluster._dirty():
-        cluster.save()
-    address = run(cluster._resolve_own_address(session), session)
     status = run(api.cluster_status(address), session)
-    _remember_tls(status)
     if status.get("status") == "up":
         if _answers(session, status):
             return status
@@ -876,60 +829,3 @@ def bring_up(cluster: Cluster, *, timeout: float = 600.0, quiet: bool = False) -
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
         status = run(api.cluster_status(address), session)
-        _remember_tls(status)
-
-
-# -- shell commands ----------------------------------------------------------------
-
-
-@dataclass
-class CommandResult:
-    """What a command run on one node printed, and how it ended."""
-
-    node: int
-    url: str
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
-def run_command(cluster: Cluster, command: str | list[str], *, node: int | str | None = None,
-                timeout: float | None = None, quiet: bool = False) -> list[CommandResult]:
-    """Run ``command`` on the cluster's head, node ``node``, or every node
-    (``node="all"``, one after the other), printing output as it arrives
-    (prefixed with the node's number when there are several). Needs write
-    access to the cluster (the daemon checks)."""
-    from den.node import errors as node_errors
-
-    session = cluster._sess()
-    what = f"cluster {cluster.name or ''}".strip()
-    address = run(cluster._resolve_own_address(session), session)
-    status = cluster_status(session, address, what)
-    if status.get("status") != "up" or not status.get("daemon_url"):
-        raise _not_up(session, address, status, what)
-    count = max(len(status.get("nodes") or []), 1)
-    if node == "all":
-        chosen = list(range(count))
-    elif node is None or isinstance(node, int):
-        chosen = [node or 0]
-    else:
-        raise ValidationError(f"node={node!r}: give a node's number (0 is the head) or 'all'.",
-                              field="node")
-    results = []
-    for index in chosen:
-        url = node_url(status, index)
-        assert url is not None
-        prefix = f"[{index}] " if len(chosen) > 1 else ""
-
-        def show(stream: str, text: str, prefix: str = prefix) -> None:
-            if not quiet:
-                print(prefix + text, end="", file=sys.stderr if stream == "stderr" else sys.stdout,
-                      flush=True)
-
-        try:
-            code, out, err = _node(session, url).run_command(command, timeout, show)
-        except node_errors.NodeError as exc:
-            raise _translate(exc, what) from None
-        results.append(CommandResult(node=index, url=url, exit_code=code, stdout=out,
-                                     stderr=err))
-    return results

@@ -7,13 +7,19 @@ clients are created on first use (so ``import den`` does not import httpx), keep
 one connection pool each, use timeouts, and retry idempotent requests (GET,
 HEAD, PUT, DELETE) on connection errors and 502/503/504 with backoff. POST is
 never retried.
+
+Fork-safe: a forked child (a LocalExecutor's task, a multiprocessing worker)
+drops the pools it inherited, whose connections belong to the parent, and
+opens its own on first use.
 """
 
 from __future__ import annotations
 
 import json as _json
+import os
 import threading
 import time
+import weakref
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +44,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: Every live session, so a forked child can drop the pools it inherited.
+_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
 
 API_PREFIX = "/api/v1"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -126,6 +135,13 @@ class Session:
         self._async_transport = async_transport
         self._client: httpx.Client | None = None
         self._async_clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+        self._lock = threading.Lock()
+        _sessions.add(self)
+
+    def _forget_pools(self) -> None:
+        """Drop the pools without closing them (in a forked child they are the parent's)."""
+        self._client = None
+        self._async_clients = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -379,6 +395,17 @@ async def arun(op: Op[T], session: Session | None = None) -> T:
 
 _current: Session | None = None
 _current_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _current_lock
+    _current_lock = threading.Lock()  # another thread may have held it at the fork
+    for session in list(_sessions):
+        session._forget_pools()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def current() -> Session:

@@ -25,6 +25,7 @@ import json
 import os
 import pickle
 import sys
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -306,8 +307,25 @@ def _client_kwargs(base_url: str, token: str | None, timeout: float | None,
     }
 
 
+#: Every live node client, so a forked child can drop the connections it inherited.
+_clients: weakref.WeakSet[NodeClient | AsyncNodeClient] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    """In a forked child: inherited keep-alive connections belong to the parent (two
+    processes reading one socket take each other's answers, or hang), so every
+    client opens its own on next use. Nothing is closed: that would be the parent's."""
+    for client in list(_clients):
+        client._pool = None
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
 class NodeClient:
     """Talks to one node daemon. Thread-safe; keep one per daemon and reuse it.
+    Fork-safe: a forked child opens connections of its own.
 
     ``timeout`` bounds control requests (puts, uploads, listings); calls run as long
     as their own ``timeout`` (or the daemon's default) allows.
@@ -318,10 +336,20 @@ class NodeClient:
                  tls: tuple[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.stream = stream
-        self._http = httpx.Client(**_client_kwargs(base_url, token, timeout, tls))
+        self._kwargs = _client_kwargs(base_url, token, timeout, tls)
+        self._pool: httpx.Client | None = httpx.Client(**self._kwargs)
+        _clients.add(self)
+
+    @property
+    def _http(self) -> httpx.Client:
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = httpx.Client(**self._kwargs)
+        return pool
 
     def close(self) -> None:
-        self._http.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def __enter__(self) -> NodeClient:
         return self
@@ -536,10 +564,20 @@ class AsyncNodeClient:
                  tls: tuple[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.stream = stream
-        self._http = httpx.AsyncClient(**_client_kwargs(base_url, token, timeout, tls))
+        self._kwargs = _client_kwargs(base_url, token, timeout, tls)
+        self._pool: httpx.AsyncClient | None = httpx.AsyncClient(**self._kwargs)
+        _clients.add(self)
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = httpx.AsyncClient(**self._kwargs)
+        return pool
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
     async def __aenter__(self) -> AsyncNodeClient:
         return self

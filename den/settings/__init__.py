@@ -9,6 +9,7 @@ Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``DEN_SECRET_KEY`` and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import stat
@@ -455,12 +456,48 @@ DEN_CLUSTER_EVENTS_STREAM_SECONDS = float(env("DEN_CLUSTER_EVENTS_STREAM_SECONDS
 # How many event streams one user (or, signed out, one client address) may
 # have open at once; each holds a stream thread of a web process.
 DEN_CLUSTER_EVENTS_STREAMS_PER_USER = int(env("DEN_CLUSTER_EVENTS_STREAMS_PER_USER", "2"))
+# Clouds and Kubernetes through SkyPilot (the den-ml[skypilot] extra; README,
+# "Clouds and Kubernetes"). The adapter is den's one boundary with SkyPilot
+# ("module:Class"; tests put their fake cloud there).
+DEN_SKYPILOT_ADAPTER = env("DEN_SKYPILOT_ADAPTER",
+                           "compute.backends.skypilot_adapter:SkyPilotAdapter")
+# How the daemons get onto SkyPilot's machines: "ssh" (the SSH backend's
+# bootstrap), or "local" (beside the worker: only for a fake cloud whose
+# machines are the worker's own, in tests).
+DEN_SKYPILOT_BOOTSTRAP = env("DEN_SKYPILOT_BOOTSTRAP", "ssh").strip().lower()
+# Cloud machines take minutes: a SkyPilot start has its own, longer deadline.
+DEN_SKYPILOT_START_TIMEOUT = float(env("DEN_SKYPILOT_START_TIMEOUT", "1800"))
+DEN_SKYPILOT_POLL_SECONDS = float(env("DEN_SKYPILOT_POLL_SECONDS", "5"))
+# How long one stop or teardown task waits for SkyPilot before it retries
+# (and then picks up the same request again); under the task's soft limit.
+DEN_SKYPILOT_WAIT_SECONDS = float(env("DEN_SKYPILOT_WAIT_SECONDS", "60"))
+# Names of the clusters den launches: this prefix, then the cluster's id. The
+# default carries a tag of this den's secret key, so that two dens sharing one
+# SkyPilot API server never take each other's clusters for orphans.
+DEN_SKYPILOT_CLUSTER_PREFIX = env("DEN_SKYPILOT_CLUSTER_PREFIX") or (
+    "den-" + hashlib.sha256(SECRET_KEY.encode()).hexdigest()[:6] + "-")
+# Clusters den launched that it no longer tracks: "teardown" them, or "flag"
+# them for an administrator (an audit row and a warning in the logs).
+DEN_SKYPILOT_ORPHANS = env("DEN_SKYPILOT_ORPHANS", "teardown").strip().lower()
+if DEN_SKYPILOT_ORPHANS not in ("teardown", "flag"):
+    raise ValueError(f"DEN_SKYPILOT_ORPHANS is {DEN_SKYPILOT_ORPHANS!r}; set it to "
+                     "'teardown' or 'flag'.")
+# SkyPilot's own autostop is a backstop for when den is gone: it fires this
+# many minutes after den's (which never stops a cluster during a call).
+DEN_SKYPILOT_AUTOSTOP_GRACE_MINS = int(env("DEN_SKYPILOT_AUTOSTOP_GRACE_MINS", "30"))
+# The beat task that compares SkyPilot's view with den's and sweeps orphans.
+DEN_SKYPILOT_SWEEP_SECONDS = float(env("DEN_SKYPILOT_SWEEP_SECONDS", "300"))
 CELERY_BEAT_SCHEDULE = {
     "compute-sweep-clusters": {
         "task": "compute.sweep_clusters",
         "schedule": DEN_CLUSTER_SWEEP_SECONDS,
         # A sweep that waited longer than its period is replaced by the next one.
         "options": {"queue": DEN_COMPUTE_QUEUE, "expires": DEN_CLUSTER_SWEEP_SECONDS},
+    },
+    "compute-sweep-skypilot": {
+        "task": "compute.sweep_skypilot",
+        "schedule": DEN_SKYPILOT_SWEEP_SECONDS,
+        "options": {"queue": DEN_COMPUTE_QUEUE, "expires": DEN_SKYPILOT_SWEEP_SECONDS},
     },
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
+from compute import selectors as compute_selectors
 from compute import services as compute_services
 from compute.models import ClusterStatus
 from frontend import selectors as page_selectors
@@ -80,7 +81,33 @@ def cluster_context(resource: Resource, *, may_write: bool) -> dict[str, Any]:
         "can_up": may_write and state.status in UP_FROM,
         "can_stop": may_write and state.status in STOP_FROM,
         "can_teardown": may_write and state.status in TEARDOWN_FROM,
+        "cluster_cost": cost_facts(compute_selectors.cluster_cost(state=state)),
+        "stop_tears_down": compute_selectors.cluster_stop_tears_down(state=state),
     }
+
+
+def cost_facts(cost: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """What a cloud cluster costs, as the page's facts (none for other clusters)."""
+    if not cost:
+        return []
+    price = cost.get("hourly_price")
+    uptime = cost.get("uptime_seconds")
+    where = " / ".join(str(cost[k]) for k in ("cloud", "region", "zone") if cost.get(k))
+    nodes = cost.get("num_nodes") or 1
+    return [
+        ("Instance type", f"{cost.get('instance_type') or '—'}"
+                          f"{f', {nodes} nodes' if nodes > 1 else ''}"),
+        ("Where", where or "—"),
+        ("Spot", "yes" if cost.get("use_spot") else "no"),
+        ("Hourly price", f"${price:.2f} per hour" if isinstance(price, (int, float))
+         else "unknown (SkyPilot has no price for it)"),
+        ("Uptime", _duration(uptime) if isinstance(uptime, int) else "not running"),
+    ]
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
 
 
 class ClusterPageView(ResourcePageView):

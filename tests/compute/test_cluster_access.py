@@ -144,7 +144,22 @@ def test_up_is_idempotent_and_a_stopping_cluster_is_busy(world, api):
     assert response.json()["error"]["code"] == "cluster_busy"
 
 
-def test_unknown_provider_backend_is_refused_on_up(world, api):
+def test_a_cloud_provider_goes_to_the_skypilot_backend(world, api):
+    gpu, tokens = world("private")
+    gpu.config = {"provider": "aws", "instance_type": "A10G:1"}
+    gpu.save()
+    api.as_token(tokens["owner"])
+    response = api.post(f"{BASE}/up")
+    assert response.status_code == 202, response.content
+    assert api.get(BASE).json()["backend"] == "skypilot"
+
+
+def test_a_provider_whose_backend_this_den_lacks_is_refused_on_up(world, api, monkeypatch):
+    from compute import backends
+
+    backends._load_builtin()
+    monkeypatch.delitem(backends._BACKENDS, "skypilot")
+    monkeypatch.setattr(backends, "_load_builtin", lambda: None)
     gpu, tokens = world("private")
     gpu.config = {"provider": "aws", "instance_type": "A10G:1"}
     gpu.save()

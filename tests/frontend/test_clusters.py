@@ -304,3 +304,41 @@ def test_queries_do_not_grow_with_the_event_log(cpu, team, page_client, path, ex
     )
     many = _queries(client, path, **extra)
     assert few == many <= most
+
+
+# Cloud clusters (the skypilot backend) ----------------------------------------------
+
+
+def test_a_cloud_cluster_shows_what_it_costs(team, page_client):
+    gpu = ResourceFactory(owner=team.alice, name="gpu", type="cluster",
+                          config={"provider": "aws", "instance_type": "A10G:1"})
+    make_state(gpu, backend="skypilot", status_changed_at=timezone.now(), handles={"cost": {
+        "cloud": "aws", "region": "us-east-1", "zone": "us-east-1a",
+        "instance_type": "g5.xlarge", "use_spot": True, "hourly_price": 0.3021,
+        "num_nodes": 2}})
+    text = text_of(page_client(team.alice).get("/alice/gpu"))
+    assert "Instance type g5.xlarge, 2 nodes" in text
+    assert "Where aws / us-east-1 / us-east-1a" in text
+    assert "Spot yes" in text and "Hourly price $0.30 per hour" in text
+    assert "Uptime 0 min" in text
+    assert "tears it down" not in text  # aws can stop and keep machines
+    # A price SkyPilot does not know says so; a stopped cluster has no uptime.
+    ClusterState.objects.filter(resource=gpu).update(status="stopped", handles={"cost": {
+        "cloud": "aws", "instance_type": "g5.xlarge", "hourly_price": None}})
+    text = text_of(page_client(team.alice).get("/alice/gpu"))
+    assert "Hourly price unknown" in text and "Uptime not running" in text
+
+
+def test_a_kubernetes_cluster_says_stop_tears_it_down(team, page_client):
+    k8s = ResourceFactory(owner=team.alice, name="k8s", type="cluster",
+                          config={"provider": "kubernetes"})
+    make_state(k8s, backend="skypilot")
+    text = text_of(page_client(team.alice).get("/alice/k8s"))
+    assert "Stop (tears down)" in text
+    assert "Stopping this cluster tears it down" in text
+    # A local cluster says nothing of the kind, nor any cost.
+    cpu = ResourceFactory(owner=team.alice, name="cpu2", type="cluster",
+                          config={"provider": "local"})
+    make_state(cpu)
+    text = text_of(page_client(team.alice).get("/alice/cpu2"))
+    assert "tears it down" not in text and "Hourly price" not in text
