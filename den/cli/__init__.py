@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from den.cli import account, resources
+from den.cli import account, cluster, resources
 from den.cli.base import (
     EXIT_AUTH,
     EXIT_CODES,
@@ -78,6 +78,7 @@ __all__ = [
 COMMAND_MODULES: tuple[Callable[[Commands], None], ...] = (
     account.register,
     resources.register,
+    cluster.register,
     account.register_tokens,
 )
 

@@ -7,6 +7,8 @@ SkyPilot, and the sweeps reconcile and catch orphans."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 
 import pytest
@@ -16,6 +18,7 @@ from compute.backends import skypilot
 from compute.models import ClusterEvent
 from compute.skypilot_sweep import cluster_sweep_skypilot
 from den.node.caller import NodeClient
+from registry import services as registry_services
 from registry.models import AuditEvent, Resource
 from registry.services import audit_record
 from tests.celery_worker import FAKE_CLOUD_ADAPTER, SKY_PREFIX
@@ -51,8 +54,23 @@ def _sky_name(resource: Resource) -> str:
     return skypilot.cluster_name(str(resource.pk))
 
 
+def _den_cli(url: str, token: str, *argv: str) -> tuple[int, str]:
+    from den import cli
+    from den.client import session as den_session
+
+    out, err = io.StringIO(), io.StringIO()
+    den_session.reset()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEN_URL", url)
+        patch.setenv("DEN_TOKEN", token)
+        code = cli.main(list(argv), stdout=out, stderr=err)
+    den_session.reset()
+    return code, out.getvalue() + err.getvalue()
+
+
 def test_a_cloud_cluster_comes_up_takes_calls_stops_and_goes(cloud, celery_worker,
-                                                             make_cluster, people):
+                                                             make_cluster, people,
+                                                             live_server):
     gpu = make_cluster("gpu", provider="aws", instance_type="A10G:1", region="us-east-1",
                        use_spot=True, autostop_mins=30)
     api = TokenClient().as_token(people["tokens"]["alice"])
@@ -85,6 +103,18 @@ def test_a_cloud_cluster_comes_up_takes_calls_stops_and_goes(cloud, celery_worke
     with NodeClient(state.daemon_url, token=people["tokens"]["alice"], stream=None) as node:
         node.put_function("add", add)
         assert node.call("add", args=(2, 3)) == 5
+
+    # ... and in `den cluster status`, through the live server.
+    code, out = _den_cli(live_server.url, people["tokens"]["alice"], "cluster", "status",
+                         gpu.address)
+    assert code == 0, out
+    assert f"{gpu.address}  up" in out and "backend:       skypilot" in out
+    assert "instance type: fake-g5-xlarge" in out and "where:         aws / us-east-1" in out
+    assert "spot:          yes" in out and "hourly price:  $0.30" in out
+    assert "uptime:" in out and "autostop:      30 idle min" in out
+    code, out = _den_cli(live_server.url, people["tokens"]["alice"], "cluster", "status",
+                         gpu.address, "--json")
+    assert json.loads(out)["cost"]["instance_type"] == "fake-g5-xlarge"
 
     assert api.post(f"{base}/stop").status_code == 202
     wait_status(gpu, "stopped", timeout=40, worker=celery_worker)
@@ -304,3 +334,57 @@ class _NoSkyPilotHere:
 def test_a_den_that_never_launched_a_cloud_cluster_never_asks_skypilot(db, settings):
     settings.DEN_SKYPILOT_ADAPTER = f"{__name__}:_NoSkyPilotHere"
     assert cluster_sweep_skypilot() == {"orphans": 0, "flagged": 0, "drift": 0}
+
+
+def test_autostop_stops_an_idle_cloud_cluster_and_spares_a_busy_one(
+        cloud, celery_worker, make_cluster, people, settings):
+    """den's sweep asks, the daemon agrees only when no call runs, and the stop
+    goes to SkyPilot (sky.stop): nothing stays billed, nothing is cut mid-call."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.compute.remote_fns import nap
+
+    settings.DEN_CLUSTER_HEARTBEAT_TIMEOUT = 3600  # this test travels in time
+    alice = people["users"]["alice"]
+    idle = make_cluster("sky-idle", provider="aws", autostop_mins=1)
+    busy = make_cluster("sky-busy", provider="aws", autostop_mins=1)
+    for cluster in (idle, busy):
+        services.cluster_request_up(actor=alice, resource=cluster)
+    for cluster in (idle, busy):
+        wait_status(cluster, "up", timeout=60, worker=celery_worker)
+    with NodeClient(state_of(busy).daemon_url, token=people["tokens"]["alice"],
+                    stream=None) as client:
+        client.put_function("nap", nap)
+        import threading
+
+        call = threading.Thread(target=client.call, args=("nap",), kwargs={"args": (6,)})
+        call.start()
+        try:
+            wait_for(lambda: state_of(busy).calls_in_flight == 1, 15,
+                     what="a heartbeat reporting the call in flight")
+            later = timezone.now() + timedelta(minutes=2)
+            assert services.cluster_sweep(now=later)["autostopped"] == 1
+            wait_status(idle, "stopped", timeout=40, worker=celery_worker)
+            assert state_of(busy).status == "up"
+        finally:
+            call.join()
+    seen = cloud.snapshot()["clusters"]
+    assert seen[_sky_name(idle)]["status"] == "STOPPED"
+    assert seen[_sky_name(busy)]["status"] == "UP"
+    for cluster in (idle, busy):
+        services.cluster_request_teardown(actor=alice, resource=cluster)
+    for cluster in (idle, busy):
+        wait_status(cluster, "terminated", timeout=40, worker=celery_worker)
+
+
+def test_deleting_a_running_cloud_cluster_releases_its_machines(
+        cloud, celery_worker, make_cluster, people):
+    alice = people["users"]["alice"]
+    gpu = make_cluster("deleted", provider="aws", instance_type="A10G:1")
+    services.cluster_request_up(actor=alice, resource=gpu)
+    wait_status(gpu, "up", timeout=60, worker=celery_worker)
+    name = _sky_name(gpu)
+    registry_services.resource_delete(actor=alice, resource=gpu)
+    _wait_gone(cloud, name)
