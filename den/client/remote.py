@@ -285,8 +285,6 @@ def cluster_status(session: Session, address: str, what: str,
     try:
         status = run(api.cluster_status(address), session)
         _remember_tls(status)
-    _remember_tls(status)
-        _remember_tls(status)
         return status
     except NotFound:
         if via:
@@ -782,6 +780,7 @@ def bring_up(session: Session, address: str, *, timeout: float = 600.0,
     from den.client.errors import Conflict
 
     status = run(api.cluster_status(address), session)
+    _remember_tls(status)
     if status.get("status") == "up":
         if _answers(session, status):
             return status
@@ -829,3 +828,57 @@ def bring_up(session: Session, address: str, *, timeout: float = 600.0,
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
         status = run(api.cluster_status(address), session)
+        _remember_tls(status)
+
+
+# -- shell commands ----------------------------------------------------------------
+
+
+@dataclass
+class CommandResult:
+    """What a command run on one node printed, and how it ended."""
+
+    node: int
+    url: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_command(session: Session, address: str, command: str | list[str], *,
+                node: int | str | None = None, timeout: float | None = None,
+                quiet: bool = False) -> list[CommandResult]:
+    """Run ``command`` on the head of the (saved) cluster at ``address``, node
+    ``node``, or every node (``node="all"``, one after the other), printing
+    output as it arrives (prefixed with the node's number when there are
+    several). Needs write access to the cluster (the daemon checks)."""
+    what = f"Cluster {address}"
+    status = cluster_status(session, address, what)
+    if status.get("status") != "up" or not status.get("daemon_url"):
+        raise _not_up(session, address, status, what)
+    count = max(len(status.get("nodes") or []), 1)
+    if node == "all":
+        chosen = list(range(count))
+    elif node is None or (isinstance(node, int) and not isinstance(node, bool)):
+        chosen = [node or 0]
+    else:
+        raise ValidationError(f"node={node!r}: give a node's number (0 is the head) or 'all'.",
+                              field="node")
+    results = []
+    for index in chosen:
+        url = node_url(status, index)
+        assert url is not None
+        prefix = f"[{index}] " if len(chosen) > 1 else ""
+
+        def show(stream: str, text: str, prefix: str = prefix) -> None:
+            if not quiet:
+                print(prefix + text, end="", file=sys.stderr if stream == "stderr" else sys.stdout,
+                      flush=True)
+
+        try:
+            code, out, err = _node(session, url).run_command(command, timeout, show)
+        except DenError as exc:
+            raise exc.with_context(what) from None
+        results.append(CommandResult(node=index, url=url, exit_code=code, stdout=out,
+                                     stderr=err))
+    return results
