@@ -29,6 +29,13 @@ stop a daemon and remove den's files from the host.
 
 Everything runs on asyncio (asyncssh): the backends call it with
 ``asyncio.run`` and gather the hosts of a cluster in parallel.
+
+How a backend drives it: :class:`compute.backends.ssh.SshBackend` is the one
+driver (two-phase start, a gate so no daemon starts unless every host got
+ready, health, logs, stop, teardown). It gets its hosts from one overridable
+method, ``SshBackend.hosts(cluster_key, handles=None) -> list[SshHost]``; a
+backend with machines from elsewhere (SkyPilot's IPs and key, kept out of
+den's database) subclasses it and overrides only that method.
 """
 
 from __future__ import annotations

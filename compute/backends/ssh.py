@@ -21,6 +21,13 @@ shipped into the cluster's events (its text in the event's details).
 ``stop`` stops the daemons and keeps everything else; ``teardown`` also
 removes den's files from the hosts (``~/.den``, once no other cluster of the
 same user is left there).
+
+Reuse (SkyPilot): every step reaches its hosts through one method,
+:meth:`SshBackend.hosts` (``cluster_key``, the start's ``handles``) ->
+``[SshHost]``. A backend whose machines and key come from elsewhere subclasses
+``SshBackend``, overrides ``hosts`` and drives ``_start(spec, hosts, log)``,
+``poll_up``, ``cancel_up``, ``stop``, ``teardown`` and ``status`` unchanged;
+host keys are trusted on first use and pinned on the cluster's state as here.
 """
 
 from __future__ import annotations
@@ -170,8 +177,25 @@ class SshBackend(ClusterBackend):
     keeps_machines_on_stop = True
 
     # -- up -----------------------------------------------------------------------
+    def hosts(self, cluster_key: str,
+              handles: Mapping[str, Any] | None = None) -> list[SshHost]:
+        """The hosts of the cluster, the head first, each with the private key
+        to log in with and the host key den trusts for it (None: not seen yet).
+
+        Every step of this backend reaches its hosts through this one method.
+        Here they come from the cluster's config and its owner's ``creds``
+        secret (:func:`compute.hostcreds.cluster_hosts`), or, for a cluster
+        being released after its resource was deleted, from the start's
+        ``handles``. A backend whose machines come from elsewhere (SkyPilot:
+        IPs and a key it made) subclasses this backend and overrides only
+        this; ``handles`` are the ones the current start returned (None for
+        ``begin_up``). Host keys seen for the first time are still recorded
+        with :func:`compute.hostcreds.record_host_key` on the cluster's state.
+        """
+        return hostcreds.cluster_hosts(cluster_key, handles)
+
     def begin_up(self, spec: LaunchSpec, log: LogFn) -> Launched | Pending:
-        hosts = hostcreds.cluster_hosts(spec.cluster_key)
+        hosts = self.hosts(spec.cluster_key)
         try:
             return self._start(spec, hosts, log)
         except TransientBackendError as exc:
@@ -272,14 +296,15 @@ class SshBackend(ClusterBackend):
                             what="start-up log")
             return Launched(daemon_url=str(nodes[0]["url"]), handles=dict(handles))
         waiting = [n for n, ok in zip(nodes, healthy, strict=True) if not ok]
-        self._fail_if_dead(spec.cluster_key, waiting)
+        self._fail_if_dead(spec.cluster_key, handles, waiting)
         names = ", ".join(str(n["host"]) for n in waiting)
         return Pending(handles=dict(handles), retry_in=_POLL_SECONDS,
                        waiting_for=f"the node daemon on {names} to answer its health check")
 
-    def _fail_if_dead(self, cluster_key: str, nodes: list[Mapping[str, Any]]) -> None:
+    def _fail_if_dead(self, cluster_key: str, handles: Mapping[str, Any],
+                      nodes: list[Mapping[str, Any]]) -> None:
         by_host = {str(n["host"]): n for n in nodes}
-        hosts = [h for h in hostcreds.cluster_hosts(cluster_key) if h.host in by_host]
+        hosts = [h for h in self.hosts(cluster_key, handles) if h.host in by_host]
 
         async def check(host: SshHost, connected: Connected, info: HostInfo) -> None:
             node = by_host[host.host]
@@ -306,7 +331,7 @@ class SshBackend(ClusterBackend):
                                             offsets.get(host.host, 0))
 
         try:
-            hosts = [h for h in hostcreds.cluster_hosts(cluster_key) if h.host in offsets]
+            hosts = [h for h in self.hosts(cluster_key, handles) if h.host in offsets]
             logs = _each_host(cluster_key, hosts, fetch)
         except BackendError:
             return
@@ -319,7 +344,7 @@ class SshBackend(ClusterBackend):
     def _on_hosts(self, cluster_key: str, handles: Mapping[str, Any],
                   work: Callable[[SshHost, Connected, HostInfo], Awaitable[T]]
                   ) -> list[tuple[SshHost, T]]:
-        hosts = hostcreds.cluster_hosts(cluster_key, handles)
+        hosts = self.hosts(cluster_key, handles)
         return list(zip(hosts, _each_host(cluster_key, hosts, work), strict=True))
 
     def cancel_up(self, cluster_key: str, handles: Mapping[str, Any], log: LogFn) -> None:

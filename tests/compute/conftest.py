@@ -153,6 +153,7 @@ def ssh_cluster(celery_worker, ssh_site, people) -> Iterator[Callable[..., Resou
             if "key" not in secrets:
                 secrets["key"] = ssh_creds_secret(alice, hosts[0])
             config["creds"] = secrets["key"].address
+        config = {k: v for k, v in config.items() if v is not None}  # creds=None: none
         resource = registry_services.resource_create(
             actor=alice, name=name, type="cluster",
             config={"provider": "ssh", "ips": [h.ip for h in hosts],

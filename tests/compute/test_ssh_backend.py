@@ -94,3 +94,42 @@ def test_deleting_an_up_cluster_releases_its_hosts(ssh_cluster, ssh_site, people
              what="the deleted cluster's daemons to stop")
     wait_for(lambda: [h.files() for h in ssh_site.hosts] == [[], []], 30,
              what="den's files to go")
+
+
+def test_a_subclass_gives_the_hosts_and_key(in_process, ssh_cluster, ssh_site, people, outbox,
+                                            monkeypatch):
+    """What the SkyPilot backend does: override SshBackend.hosts with machines
+    and a key from elsewhere. The cluster has no creds secret at all, so
+    every step (start, health, logs, stop, teardown) must go through it."""
+    from compute import backends
+    from compute.backends import ssh
+    from compute.backends.bootstrap import SshHost
+    from compute.models import ClusterState
+    from tests.compute.test_tasks import _bring_up, _events
+
+    asked: list[tuple[str, bool]] = []
+
+    class Given(ssh.SshBackend):
+        def hosts(self, cluster_key, handles=None):
+            asked.append((cluster_key, handles is not None))
+            pinned = ClusterState.objects.get(resource_id=int(cluster_key)).host_keys or {}
+            return [SshHost(host=h.ip, port=h.port, user=h.user, private_key=h.private_key_pem,
+                            host_key=pinned.get(h.ip)) for h in ssh_site.hosts]
+
+    backends._load_builtin()
+    monkeypatch.setitem(backends._BACKENDS, "ssh", Given)
+    monkeypatch.setattr(ssh, "_INLINE_WAIT_SECONDS", 0)
+    alice = people["users"]["alice"]
+    box = ssh_cluster("given", creds=None)
+    state = _bring_up(outbox, box, alice)
+    assert state.status == "up" and _events(box, "daemon.started") == 2
+    assert sorted(state.host_keys) == sorted(h.ip for h in ssh_site.hosts)
+    assert {key for key, _ in asked} == {str(box.pk)} and (str(box.pk), True) in asked
+    services.cluster_request_stop(actor=alice, resource=box)
+    task, args, _ = outbox.take("compute.cluster_stop")
+    assert task.apply(args=args, task_id="stop-g").get() == "done"
+    assert not any(_daemons(h) for h in ssh_site.hosts)
+    services.cluster_request_teardown(actor=alice, resource=box)
+    task, args, _ = outbox.take("compute.cluster_teardown")
+    assert task.apply(args=args, task_id="down-g").get() == "done"
+    assert [h.files() for h in ssh_site.hosts] == [[], []]
