@@ -101,8 +101,12 @@ class _Client(asyncssh.SSHClient):
 
 
 def key_fingerprint(key_line: str) -> str:
-    """``SHA256:...`` of an OpenSSH public key line, as ssh-keygen -l shows it."""
-    return str(asyncssh.import_public_key(key_line).get_fingerprint("sha256"))
+    """``SHA256:...`` of an OpenSSH public key line, as ssh-keygen -l shows it
+    (``an unreadable key`` for a line that is not one: never an error here)."""
+    try:
+        return str(asyncssh.import_public_key(key_line).get_fingerprint("sha256"))
+    except (asyncssh.KeyImportError, ValueError, TypeError):
+        return "an unreadable key"
 
 
 @dataclass
