@@ -44,6 +44,10 @@ from den.client.errors import (
     ObjectNotFound,
     PermissionDenied,
     PickleRefused,
+    RefElsewhere,
+    RefExpired,
+    RefGone,
+    RefNotFound,
     RemoteError,
     ServerError,
     Throttled,
@@ -51,6 +55,7 @@ from den.client.errors import (
     WorkerCrashed,
     WrongType,
 )
+from den.client.refs import Ref
 from den.client.resources import (
     Cluster,
     Env,
@@ -92,6 +97,11 @@ __all__ = [
     "ObjectNotFound",
     "PermissionDenied",
     "PickleRefused",
+    "Ref",
+    "RefElsewhere",
+    "RefExpired",
+    "RefGone",
+    "RefNotFound",
     "RemoteError",
     "Resource",
     "Secret",

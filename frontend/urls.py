@@ -3,7 +3,7 @@ address (``/<owner>/<name>``), and pages about it hang under ``/-/``."""
 
 from django.urls import path, re_path
 
-from frontend.views import auth, clusters, home, resources, settings
+from frontend.views import auth, clusters, home, orgs, resources, settings
 
 app_name = "frontend"
 
@@ -33,6 +33,8 @@ urlpatterns = [
     ),
     path("settings/profile", settings.ProfileView.as_view(), name="settings-profile"),
     path("settings/password", settings.PasswordChangeView.as_view(), name="settings-password"),
+    path("settings/orgs", orgs.OrgListView.as_view(), name="settings-orgs"),
+    re_path(rf"^{OWNER}/-/settings$", orgs.OrgSettingsView.as_view(), name="org-settings"),
     re_path(
         rf"^{ADDRESS}/-/versions/(?P<number>[0-9]{{1,9}})/restore$",
         resources.VersionRestoreView.as_view(),

@@ -14,7 +14,17 @@ nothing else filters resources by user. The rules (DESIGN.md, "Access"):
   through ``access_runs_on_cluster`` (for the daemon to put them back after a
   restart);
 - a caller who may not read gets NotFound, exactly as for a missing resource;
-  one who may read but not act at the level needed gets PermissionDenied.
+  one who may read but not act at the level needed gets PermissionDenied;
+- organisations (``User`` rows of kind ``org``) own resources like people: every
+  member reads the org's resources, its admins own them, and grants to users
+  and to teams (``TeamGrant``, through ``TeamMember``) add levels. A service
+  account is a member with its role and nothing else: no user grant or team
+  ever names one, so it sees the org's resources and, like any signed-in
+  caller, public and unlisted ones, never a person's private one.
+
+Whatever a level depends on lives in a table whose manager bumps the access
+epoch on every write (``registry.models.querysets``), so no cached answer
+outlives a change.
 """
 
 from __future__ import annotations
@@ -29,9 +39,14 @@ from registry.errors import InvalidInput, NotAuthenticated, NotFound, Permission
 from registry.models import (
     AccessGrant,
     AccessLevel,
+    Membership,
+    OrgRole,
     Resource,
     ResourceType,
+    TeamGrant,
+    TeamMember,
     TokenScope,
+    UserKind,
     Visibility,
 )
 from registry.validation import config_references, parse_address
@@ -78,6 +93,36 @@ def _granted_ids(user: Any, level: AccessLevel) -> QuerySet:
     return AccessGrant.objects.filter(user=user, level__gte=level).values("resource_id")
 
 
+def _team_granted_ids(user: Any, level: AccessLevel) -> QuerySet:
+    teams = TeamMember.objects.filter(user=user).values("team_id")
+    return TeamGrant.objects.filter(team_id__in=teams, level__gte=level).values("resource_id")
+
+
+def _org_ids(user: Any, *, admin: bool = False) -> QuerySet:
+    memberships = Membership.objects.filter(user=user)
+    if admin:
+        memberships = memberships.filter(role=OrgRole.ADMIN)
+    return memberships.values("org_id")
+
+
+def _reachable(user: Any, level: AccessLevel) -> Q:
+    """Resources ``user`` reaches at ``level`` through ownership, an org role or a grant."""
+    if level >= OWNER:
+        return Q(owner=user) | Q(owner_id__in=_org_ids(user, admin=True))
+    orgs = _org_ids(user, admin=level > READ)
+    return (Q(owner=user) | Q(owner_id__in=orgs) | Q(id__in=_granted_ids(user, level))
+            | Q(id__in=_team_granted_ids(user, level)))
+
+
+def role_level(role: str | None) -> AccessLevel:
+    """What an org role gives on the org's resources: admins own, members read."""
+    if role == OrgRole.ADMIN:
+        return OWNER
+    if role == OrgRole.MEMBER:
+        return READ
+    return AccessLevel.NONE
+
+
 def restrict_resources(queryset: QuerySet, caller: Caller, level: int) -> Any:
     """Narrow ``queryset`` to resources the caller may act on at ``level``."""
     if not caller.is_authenticated:
@@ -91,13 +136,9 @@ def restrict_resources(queryset: QuerySet, caller: Caller, level: int) -> Any:
     user = caller.user
     if level <= READ:
         return queryset.filter(
-            Q(owner=user)
-            | Q(visibility__in=(Visibility.PUBLIC, Visibility.UNLISTED))
-            | Q(id__in=_granted_ids(user, READ))
+            _reachable(user, READ) | Q(visibility__in=(Visibility.PUBLIC, Visibility.UNLISTED))
         )
-    if level == WRITE:
-        return queryset.filter(Q(owner=user) | Q(id__in=_granted_ids(user, WRITE)))
-    return queryset.filter(owner=user)
+    return queryset.filter(_reachable(user, AccessLevel(level)))
 
 
 def restrict_listable(queryset: QuerySet, caller: Caller) -> Any:
@@ -109,37 +150,53 @@ def restrict_listable(queryset: QuerySet, caller: Caller) -> Any:
         return queryset.none()
     if caller.cluster_id is not None:
         return queryset.none()
-    user = caller.user
-    return queryset.filter(
-        Q(owner=user) | Q(visibility=Visibility.PUBLIC) | Q(id__in=_granted_ids(user, READ))
-    )
+    return queryset.filter(_reachable(caller.user, READ) | Q(visibility=Visibility.PUBLIC))
 
 
-def level_of(caller: Caller, resource: Resource, grant_level: int | None = None) -> AccessLevel:
-    """The caller's effective level on a resource they may already read."""
+def level_of(
+    caller: Caller,
+    resource: Resource,
+    grant_level: int | None = None,
+    role: str | None = None,
+) -> AccessLevel:
+    """The caller's effective level on a resource: ownership, else the best of
+    their org role on its owner and their grants (their own and their teams');
+    any signed-in caller reads what is not private. ``grant_level`` and
+    ``role`` come from the hot path's query; without them, they are looked up."""
     if not caller.is_authenticated:
         level = READ if resource.visibility == Visibility.PUBLIC else AccessLevel.NONE
     elif resource.owner_id == caller.user.pk:
         level = OWNER
     else:
         if grant_level is None:
-            grant_level = (
-                AccessGrant.objects.filter(resource=resource, user=caller.user)
-                .values_list("level", flat=True)
-                .first()
-            )
-        level = AccessLevel(grant_level) if grant_level else AccessLevel.NONE
+            grant_level, role = _levels_of(caller.user, resource)
+        level = AccessLevel(max(grant_level or 0, role_level(role)))
         if level == AccessLevel.NONE and resource.visibility != Visibility.PRIVATE:
             level = READ
     return AccessLevel(min(level, caller.max_level))
 
 
+def _levels_of(user: Any, resource: Resource) -> tuple[int, str | None]:
+    """The best grant (the user's or a team's) and the org role of ``user`` on
+    ``resource``, for a resource that did not come through the hot path."""
+    grant = (AccessGrant.objects.filter(resource=resource, user=user)
+             .values_list("level", flat=True).first()) or 0
+    team = (TeamGrant.objects.filter(resource=resource, team__members__user=user)
+            .order_by("-level").values_list("level", flat=True).first()) or 0
+    role = (Membership.objects.filter(org_id=resource.owner_id, user=user)
+            .values_list("role", flat=True).first())
+    return max(grant, team), role
+
+
 class _AccessQuery:
-    """The hot path's one query: a resource by address, with its owner and the
-    caller's grant. Every API call about a resource and every node daemon's
-    token check runs it, so it is plain SQL built once; the ORM spent several
-    times longer compiling the equivalent queryset than PostgreSQL spent
-    running it. Rows become model instances through the ORM's own converters."""
+    """The hot path's one query: a resource by address, with its owner, the
+    caller's grant, their teams' best grant and their role in the owning org.
+    Every API call about a resource and every node daemon's token check runs
+    it, so it is plain SQL built once; the ORM spent several times longer
+    compiling the equivalent queryset than PostgreSQL spent running it. Rows
+    become model instances through the ORM's own converters. The team grant is
+    a scalar subquery over two indexed tables (team_grant by resource, team
+    member by team and user): a caller in no team costs one index probe."""
 
     def __init__(self) -> None:
         from django.db import connection
@@ -153,12 +210,20 @@ class _AccessQuery:
         columns = [f"r.{quote(f.column)}" for f in self.resource_fields]
         columns += [f"u.{quote(f.column)}" for f in self.user_fields]
         # Identifiers come from model metadata; every value is a parameter.
+        team_grants = quote(TeamGrant._meta.db_table)
+        team_members = quote(TeamMember._meta.db_table)
         self.sql = (
-            f"SELECT {', '.join(columns)}, g.{quote('level')} "  # noqa: S608
+            f"SELECT {', '.join(columns)}, g.{quote('level')}, "  # noqa: S608
+            f"(SELECT MAX(tg.{quote('level')}) FROM {team_grants} tg "
+            f"JOIN {team_members} tm ON tm.{quote('team_id')} = tg.{quote('team_id')} "
+            f"AND tm.{quote('user_id')} = %s WHERE tg.{quote('resource_id')} = r.{quote('id')}), "
+            f"m.{quote('role')} "
             f"FROM {quote(Resource._meta.db_table)} r "
             f"JOIN {quote(User._meta.db_table)} u ON u.{quote('id')} = r.{quote('owner_id')} "
             f"LEFT JOIN {quote(AccessGrant._meta.db_table)} g "
             f"ON g.{quote('resource_id')} = r.{quote('id')} AND g.{quote('user_id')} = %s "
+            f"LEFT JOIN {quote(Membership._meta.db_table)} m "
+            f"ON m.{quote('org_id')} = r.{quote('owner_id')} AND m.{quote('user_id')} = %s "
             f"WHERE u.{quote('username')} = %s AND r.{quote('name')} = %s"
         )
         self.converters = []
@@ -175,11 +240,11 @@ class _AccessQuery:
         from django.db import connection
 
         with connection.cursor() as cursor:
-            cursor.execute(self.sql, [user_id, owner, name])
+            cursor.execute(self.sql, [user_id, user_id, user_id, owner, name])
             row = cursor.fetchone()
         if row is None:
             return None
-        values = list(row[:-1])
+        values = list(row[:-3])
         for index, (expression, converters) in enumerate(self.converters):
             for converter in converters:
                 values[index] = converter(values[index], expression, connection)
@@ -190,7 +255,8 @@ class _AccessQuery:
         resource.owner = self.user_model.from_db(
             connection.alias, [f.attname for f in self.user_fields], values[split:]
         )
-        resource.grant_level = row[-1] or 0
+        resource.grant_level = max(row[-3] or 0, row[-2] or 0)
+        resource.org_role = row[-1]
         return resource
 
 
@@ -220,7 +286,8 @@ def access_resource(caller: Caller, address: str, level: int) -> Resource:
     resource = _fetch_for_access(owner, name, user_id)
     if resource is not None and caller.cluster_id is not None and resource.pk != caller.cluster_id:
         resource = None  # a cluster's token sees its own cluster only
-    effective = level_of(caller, resource, resource.grant_level) if resource else AccessLevel.NONE
+    effective = (level_of(caller, resource, resource.grant_level, resource.org_role)
+                 if resource else AccessLevel.NONE)
     if resource is None or effective == AccessLevel.NONE:
         if not caller.is_authenticated:
             raise NotAuthenticated("Sign in or send a token: Authorization: Bearer den_...")
@@ -332,8 +399,47 @@ def access_runs_on_cluster(caller: Caller, address: str) -> Resource:
 
 
 def may_create_in_namespace(caller: Caller, owner: str) -> bool:
-    """Only a user (with a write-capable credential) creates in their own namespace."""
-    return (
-        caller.is_authenticated and caller.max_level >= WRITE and caller.user.username == owner
-        and caller.cluster_id is None
-    )
+    """A person creates in their own namespace, and an org admin (a person or a
+    service account with the admin role) in the org's; always with a
+    write-capable credential that is not a cluster's."""
+    if not (caller.is_authenticated and caller.max_level >= WRITE and caller.cluster_id is None):
+        return False
+    if caller.user.username == owner:
+        return bool(getattr(caller.user, "kind", UserKind.PERSON) == UserKind.PERSON)
+    return Membership.objects.filter(
+        org__username=owner, org__kind=UserKind.ORG, user=caller.user, role=OrgRole.ADMIN
+    ).exists()
+
+
+def namespace_owner(caller: Caller, owner: str) -> Any:
+    """The user row (the caller, or an organisation) of namespace ``owner``,
+    for a caller that ``may_create_in_namespace``."""
+    from registry.models import User
+
+    if caller.user.username == owner:
+        return caller.user
+    return User.objects.get(username=owner, kind=UserKind.ORG)
+
+
+def access_org(caller: Caller, name: str, *, admin: bool = False) -> Any:
+    """The organisation ``name`` for a caller who is a member (an admin, with
+    ``admin``): NotFound for a non-member and a missing org alike (orgs are
+    private like resources), PermissionDenied for a member who is no admin
+    (read-only tokens are refused every write by the API's permission). The
+    org carries ``role``, the caller's role in it."""
+    from registry.models import User
+
+    if not caller.is_authenticated:
+        raise NotAuthenticated("Sign in or send a token: Authorization: Bearer den_...")
+    missing = NotFound(f"There is no organisation {name!r}, or you are not a member.")
+    if caller.cluster_id is not None or not isinstance(name, str):
+        raise missing
+    org = User.objects.filter(username=name, kind=UserKind.ORG).first()
+    role = (Membership.objects.filter(org=org, user=caller.user).values_list("role", flat=True)
+            .first()) if org is not None else None
+    if org is None or role is None:
+        raise missing
+    org.role = role
+    if admin and role != OrgRole.ADMIN:
+        raise PermissionDenied(f"Only admins of {name} may do this; you are a {role}.")
+    return org

@@ -1,7 +1,8 @@
 """Every registry model in the Django admin.
 
-Resources, versions, grants, pending grants, secret values, tokens and audit
-rows are shown read-only: an edit here would change access or a config with
+Resources, versions, grants, pending grants, secret values, tokens, audit
+rows and organisations' memberships, teams, team grants and service accounts
+are shown read-only: an edit here would change access or a config with
 no audit row and no version, and deleting here would skip the services'
 clean-up. What staff may do to them are actions that go through
 ``registry.services``, like the API and the web UI, and so leave the same
@@ -34,10 +35,16 @@ from registry.models import (
     AuditEvent,
     CodeBundle,
     Invitation,
+    Membership,
     PendingGrant,
+    PendingMembership,
     Resource,
     ResourceVersion,
     SecretValue,
+    ServiceAccount,
+    Team,
+    TeamGrant,
+    TeamMember,
     User,
     Visibility,
 )
@@ -313,3 +320,42 @@ class CodeBundleAdmin(ReadOnlyAdmin):
     list_display = ("sha256", "size", "uploaded_by", "created_at")
     search_fields = ("sha256",)
     exclude = ("data",)
+
+
+@admin.register(Membership)
+class MembershipAdmin(ReadOnlyAdmin):
+    """Org roles; they change through the API and the org settings page (audited)."""
+
+    list_display = ("org", "user", "role", "added_by", "created_at")
+    list_select_related = ("org", "user", "added_by")
+    search_fields = ("org__username", "user__username")
+
+
+@admin.register(PendingMembership)
+class PendingMembershipAdmin(ReadOnlyAdmin):
+    list_display = ("org", "email", "role", "invited_by", "created_at")
+    list_select_related = ("org", "invited_by")
+
+
+@admin.register(Team)
+class TeamAdmin(ReadOnlyAdmin):
+    list_display = ("org", "name", "created_at")
+    list_select_related = ("org",)
+
+
+@admin.register(TeamMember)
+class TeamMemberAdmin(ReadOnlyAdmin):
+    list_display = ("team", "user", "added_by", "created_at")
+    list_select_related = ("team__org", "user", "added_by")
+
+
+@admin.register(TeamGrant)
+class TeamGrantAdmin(ReadOnlyAdmin):
+    list_display = ("resource", "team", "level", "granted_by", "created_at")
+    list_select_related = ("resource__owner", "team__org", "granted_by")
+
+
+@admin.register(ServiceAccount)
+class ServiceAccountAdmin(ReadOnlyAdmin):
+    list_display = ("org", "name", "user", "created_by", "created_at")
+    list_select_related = ("org", "user", "created_by")

@@ -141,13 +141,24 @@ def remember_token(epoch: str | None, token: Any) -> None:
 
 
 def connect_invalidation_signals() -> None:
-    """Any saved or deleted grant, token, user or resource starts a new epoch,
-    whichever code path (services, admin, compute) made the change."""
+    """Any saved or deleted grant, token, user, resource, membership or team
+    starts a new epoch, whichever code path (services, admin, compute) made
+    the change. Bulk writes bump through their querysets
+    (``registry.models.querysets.AccessQuerySet``)."""
     from django.db.models.signals import post_delete, post_save
 
-    from registry.models import AccessGrant, ApiToken, Resource, User
+    from registry.models import (
+        AccessGrant,
+        ApiToken,
+        Membership,
+        Resource,
+        Team,
+        TeamGrant,
+        TeamMember,
+        User,
+    )
 
-    for model in (AccessGrant, ApiToken, Resource, User):
+    for model in (AccessGrant, ApiToken, Resource, User, Membership, Team, TeamGrant, TeamMember):
         post_save.connect(_on_access_change, sender=model,
                           dispatch_uid=f"den-epoch-save-{model.__name__}")
         post_delete.connect(_on_access_change, sender=model,

@@ -41,6 +41,13 @@ class AlreadyExists(DenError):
     code = "already_exists"
 
 
+class Conflict(DenError):
+    """The change would leave things in a state den refuses (the last admin gone)."""
+
+    status = 409
+    code = "conflict"
+
+
 class VersionConflict(DenError):
     status = 412
     code = "version_conflict"

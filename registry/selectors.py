@@ -6,19 +6,35 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet, Value
+from django.db.models import (
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 
-from registry.access import Caller, access_resource, restrict_listable
+from registry.access import Caller, access_org, access_resource, restrict_listable
 from registry.errors import InvalidInput
 from registry.models import (
     AccessGrant,
     AccessLevel,
     ApiToken,
     AuditEvent,
+    Membership,
     PendingGrant,
+    PendingMembership,
     Resource,
     ResourceType,
     ResourceVersion,
+    ServiceAccount,
+    Team,
+    TeamGrant,
+    TeamMember,
+    UserKind,
     Visibility,
 )
 
@@ -33,6 +49,7 @@ def resource_list(
     q: str | None = None,
     shared_with_me: bool = False,
     visibility: str | None = None,
+    org: str | None = None,
 ) -> QuerySet[Resource]:
     """What the caller may find, filtered: by type, owner, text in name or
     description, visibility, or only what others shared with them. Rows carry
@@ -45,6 +62,8 @@ def resource_list(
         queryset = queryset.filter(type=type)
     if owner:
         queryset = queryset.filter(owner__username=owner.lstrip("/"))
+    if org:
+        queryset = queryset.filter(owner__username=org.lstrip("/"), owner__kind=UserKind.ORG)
     if visibility:
         if visibility not in Visibility.values:
             raise InvalidInput(f"Unknown visibility {visibility!r}.", field="visibility")
@@ -52,8 +71,10 @@ def resource_list(
     if shared_with_me:
         # Nothing is shared with an anonymous visitor (and AnonymousUser is no id).
         queryset = queryset.filter(
-            id__in=AccessGrant.objects.filter(user=caller.user).values("resource_id")
-        ) if caller.is_authenticated else queryset.none()
+            Q(id__in=AccessGrant.objects.filter(user=caller.user).values("resource_id"))
+            | Q(id__in=TeamGrant.objects.filter(
+                team__members__user=caller.user).values("resource_id"))
+        ).exclude(owner=caller.user) if caller.is_authenticated else queryset.none()
     if q:
         if len(q) > MAX_QUERY_LENGTH:
             raise InvalidInput(f"q is at most {MAX_QUERY_LENGTH} characters.", field="q")
@@ -119,7 +140,10 @@ def resource_access_list(*, resource: Resource) -> dict[str, Any]:
     """Who has access to a resource, and who is invited to it."""
     grants = AccessGrant.objects.filter(resource=resource).select_related("user", "granted_by")
     pending = PendingGrant.objects.filter(resource=resource).select_related("invited_by")
-    return {"grants": list(grants.order_by("user__username")), "pending": list(pending.order_by("email"))}
+    teams = TeamGrant.objects.filter(resource=resource).select_related("team__org", "granted_by")
+    return {"grants": list(grants.order_by("user__username")),
+            "pending": list(pending.order_by("email")),
+            "teams": list(teams.order_by("team__org__username", "team__name"))}
 
 
 def token_list(*, user: Any) -> QuerySet[ApiToken]:
@@ -128,11 +152,14 @@ def token_list(*, user: Any) -> QuerySet[ApiToken]:
     return ApiToken.objects.active().filter(user=user, cluster__isnull=True)
 
 
-def audit_list(*, caller: Caller, resource: Resource | None = None) -> QuerySet[AuditEvent]:
-    """A resource's audit log (the caller holds write access to it), or else
-    the caller's own actions."""
+def audit_list(*, caller: Caller, resource: Resource | None = None, org: Any = None
+               ) -> QuerySet[AuditEvent]:
+    """A resource's audit log (the caller holds write access to it), an
+    organisation's (the caller is its admin), or else the caller's own actions."""
     if resource is not None:
         return AuditEvent.objects.filter(resource_id=resource.pk)
+    if org is not None:
+        return AuditEvent.objects.filter(org=org)
     return AuditEvent.objects.filter(actor=caller.user)
 
 
@@ -161,3 +188,70 @@ def code_bundle_get(*, sha: str) -> bytes | None:
     data = CodeBundle.objects.filter(sha256=sha).values_list("data", flat=True).first()
     return bytes(data) if data is not None else None
 
+
+
+# Organisations ---------------------------------------------------------------------
+
+
+def org_list(*, caller: Caller) -> list[Any]:
+    """The organisations the caller belongs to, each with ``role`` (theirs)."""
+    if not caller.is_authenticated or caller.cluster_id is not None:
+        return []
+    memberships = (Membership.objects.filter(user=caller.user, org__kind=UserKind.ORG)
+                   .select_related("org").order_by("org__username"))
+    orgs = []
+    for membership in memberships:
+        membership.org.role = membership.role  # type: ignore[attr-defined]
+        orgs.append(membership.org)
+    return orgs
+
+
+def org_get(*, caller: Caller, name: str, admin: bool = False) -> Any:
+    """An organisation the caller belongs to (is an admin of, with ``admin``)."""
+    return access_org(caller, name, admin=admin)
+
+
+def org_members(*, org: Any) -> dict[str, Any]:
+    """An organisation's people with their roles, and who is invited to join."""
+    members = (Membership.objects.filter(org=org, user__kind=UserKind.PERSON)
+               .select_related("user").order_by("user__username"))
+    pending = PendingMembership.objects.filter(org=org).order_by("email")
+    return {"members": list(members), "pending": list(pending)}
+
+
+def org_teams(*, org: Any) -> QuerySet[Team]:
+    return Team.objects.filter(org=org).select_related("org").order_by("name")
+
+
+def org_team_get(*, org: Any, name: str) -> Team:
+    from registry.errors import NotFound
+
+    team = Team.objects.select_related("org").filter(org=org, name__iexact=name).first()
+    if team is None:
+        raise NotFound(f"{org.username} has no team {name!r}.")
+    return team
+
+
+def team_members(*, team: Team) -> list[Any]:
+    return [m.user for m in TeamMember.objects.filter(team=team).select_related("user")
+            .order_by("user__username")]
+
+
+def service_accounts(*, org: Any) -> QuerySet[ServiceAccount]:
+    """An organisation's service accounts, each with ``role`` (its org role)."""
+    role = Membership.objects.filter(org=OuterRef("org"), user=OuterRef("user")).values("role")
+    return (ServiceAccount.objects.filter(org=org).select_related("user", "org", "created_by")
+            .annotate(role=Subquery(role[:1])).order_by("name"))
+
+
+def service_account_get(*, org: Any, name: str) -> ServiceAccount:
+    from registry.errors import NotFound
+
+    account = service_accounts(org=org).filter(name__iexact=name).first()
+    if account is None:
+        raise NotFound(f"{org.username} has no service account {name!r}.")
+    return account
+
+
+def service_account_tokens(*, account: ServiceAccount) -> QuerySet[ApiToken]:
+    return ApiToken.objects.active().filter(user=account.user, cluster__isnull=True)

@@ -23,9 +23,11 @@ from registry import authcache, credentials, throttling
 from registry.access import Caller, require_readable_references
 from registry.errors import (
     AlreadyExists,
+    Conflict,
     InvalidInput,
     NotAuthenticated,
     NotFound,
+    PermissionDenied,
     TooLarge,
     VersionConflict,
 )
@@ -35,15 +37,23 @@ from registry.models import (
     ApiToken,
     AuditEvent,
     Invitation,
+    Membership,
+    OrgRole,
     PendingGrant,
+    PendingMembership,
     Resource,
     ResourceType,
     ResourceVersion,
     SecretValue,
+    ServiceAccount,
+    Team,
+    TeamGrant,
+    TeamMember,
     TokenScope,
+    UserKind,
     Visibility,
 )
-from registry.models.users import validate_username
+from registry.models.users import RESERVED_USERNAMES, USERNAME_PATTERN, validate_username
 from registry.validation import parse_resource_type, validate_config
 
 logger = logging.getLogger(__name__)
@@ -51,15 +61,20 @@ User = get_user_model()
 
 
 def audit_record(
-    *, actor: Any, action: str, resource: Resource | None = None, **data: Any
+    *, actor: Any, action: str, resource: Resource | None = None, org: Any = None, **data: Any
 ) -> AuditEvent:
-    """Write one audit row; call it inside the transaction of the change it records."""
+    """Write one audit row; call it inside the transaction of the change it
+    records. A row about an organisation's resource belongs to the org too
+    (its admins read it with ``GET /api/v1/audit?org=``)."""
+    if org is None and resource is not None and resource.owner.kind == UserKind.ORG:
+        org = resource.owner
     return AuditEvent.objects.create(
         actor=actor if actor is not None and actor.is_authenticated else None,
         actor_username=getattr(actor, "username", "") or "",
         action=action,
         resource=resource,
         address=resource.address if resource is not None else data.pop("address", ""),
+        org=org,
         data=data,
     )
 
@@ -84,14 +99,17 @@ def resource_create(
     config: Any,
     visibility: str = Visibility.PRIVATE,
     description: str = "",
+    owner: Any = None,
 ) -> Resource:
-    """Create a resource in the actor's namespace with its first version."""
+    """Create a resource in the actor's namespace (or ``owner``'s, an
+    organisation the caller checked the actor may create in) with its first version."""
+    owner = owner if owner is not None else actor
     resource_type = parse_resource_type(type)
     config = validate_config(resource_type, config)
     visibility = _parse_visibility(visibility)
     _require_readable_references(actor=actor, type=resource_type, config=config)
     resource = Resource(
-        owner=actor,
+        owner=owner,
         name=name,
         type=resource_type,
         config=config,
@@ -104,7 +122,7 @@ def resource_create(
             resource.save()
     except IntegrityError:
         raise AlreadyExists(
-            f"/{actor.username}/{name} already exists; PUT to update it.", field="address"
+            f"/{owner.username}/{name} already exists; PUT to update it.", field="address"
         ) from None
     ResourceVersion.objects.create(
         resource=resource, number=1, type=resource_type, config=config, author=actor
@@ -247,14 +265,22 @@ def _parse_level(level: Any) -> AccessLevel:
 
 @transaction.atomic
 def resource_share(
-    *, actor: Any, resource: Resource, users: list[str], level: str
+    *, actor: Any, resource: Resource, users: list[str] | None = None, level: str,
+    teams: list[str] | None = None,
 ) -> dict[str, list[str]]:
-    """Grant ``level`` to usernames or emails; an email without an account gets a
-    pending grant and an invitation. Every name is checked before anything is
-    written, so one bad name changes nothing."""
+    """Grant ``level`` to usernames or emails, and to teams (``<org>/<team>``);
+    an email without an account gets a pending grant and an invitation. Every
+    name is checked before anything is written, so one bad name changes nothing."""
     access_level = _parse_level(level)
-    if not isinstance(users, list) or not users or not all(isinstance(u, str) for u in users):
+    users = [] if users is None else users
+    teams = [] if teams is None else teams
+    if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+        raise InvalidInput("users must be a list of usernames or emails.", field="users")
+    if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
+        raise InvalidInput("teams must be a list of team names such as acme/ml.", field="teams")
+    if not users and not teams:
         raise InvalidInput("users must be a non-empty list of usernames or emails.", field="users")
+    team_targets = [_team_for_share(actor=actor, text=text) for text in dict.fromkeys(teams)]
     targets: list[Any] = []
     emails: list[str] = []
     for entry in dict.fromkeys(item.strip() for item in users):
@@ -278,6 +304,10 @@ def resource_share(
                 )
         if user.pk == resource.owner_id:
             raise InvalidInput(f"{user.username} owns {resource.address} already.", field="users")
+        if user.kind != UserKind.PERSON:
+            raise InvalidInput(
+                f"{user.username} is an organisation or a service account: share with one of "
+                "its teams (teams=[\"org/team\"]) instead.", field="users")
         targets.append(user)
 
     # Each email below gets an invitation mail: limited per request and hour.
@@ -298,7 +328,81 @@ def resource_share(
         audit_record(actor=actor, action="access.invite", resource=resource, email=email,
                      level=access_level.label)
         invitation_send(actor=actor, email=email, resource=resource)
-    return {"granted": granted, "invited": emails}
+    shared_teams: list[str] = []
+    for team in team_targets:
+        TeamGrant.objects.update_or_create(
+            resource=resource, team=team, defaults={"level": access_level, "granted_by": actor}
+        )
+        label = f"{team.org.username}/{team.name}"
+        audit_record(actor=actor, action="access.grant.team", resource=resource, team=label,
+                     level=access_level.label)
+        shared_teams.append(label)
+    result = {"granted": granted, "invited": emails}
+    if team_targets:
+        result["teams"] = shared_teams
+    return result
+
+
+def _team_for_share(*, actor: Any, text: str) -> Team:
+    """The team ``<org>/<team>`` named in a share, if the actor is a member of
+    its org (a non-member learns nothing of the org's teams)."""
+    org_name, _, team_name = text.strip().partition("/")
+    team = (Team.objects.select_related("org")
+            .filter(org__username=org_name, org__kind=UserKind.ORG, name__iexact=team_name,
+                    org__memberships__user=actor).first()) if team_name else None
+    if team is None:
+        raise InvalidInput(
+            f"There is no team {text!r} in an organisation you belong to; name teams as org/team.",
+            field="teams")
+    return team
+
+
+@transaction.atomic
+def resource_revoke_team(*, actor: Any, resource: Resource, org: str, team: str) -> None:
+    """Remove a team's grant on a resource."""
+    deleted, _ = TeamGrant.objects.filter(
+        resource=resource, team__org__username=org, team__name__iexact=team).delete()
+    if not deleted:
+        raise NotFound(f"The team {org}/{team} has no access to {resource.address} to revoke.")
+    audit_record(actor=actor, action="access.revoke.team", resource=resource, team=f"{org}/{team}")
+
+
+@transaction.atomic
+def resource_transfer(*, actor: Any, resource: Resource, to: Any) -> Resource:
+    """Move a resource the actor owns to a namespace they control: an
+    organisation they admin (or back to themselves). Its id stays, so its
+    grants, versions and audit rows stay with it; a cluster's own tokens move
+    to the new owner. The caller fetched it at owner level."""
+    if actor.kind != UserKind.PERSON:
+        raise PermissionDenied("Only a person moves resources between namespaces.")
+    if not isinstance(to, str) or not to:
+        raise InvalidInput("to must be the name of an organisation you admin.", field="to")
+    if to == actor.username and actor.kind == UserKind.PERSON:
+        target = actor
+    else:
+        target = User.objects.filter(
+            username=to, kind=UserKind.ORG, memberships__user=actor,
+            memberships__role=OrgRole.ADMIN).first()
+        if target is None:
+            raise InvalidInput(f"You are not an admin of an organisation {to!r}; you can move a "
+                               "resource only to an organisation you admin.", field="to")
+    resource = _lock(resource)
+    old_address, old_owner = resource.address, resource.owner
+    if target.pk == old_owner.pk:
+        raise InvalidInput(f"{old_address} belongs to {to} already.", field="to")
+    if Resource.objects.filter(owner=target, name=resource.name).exists():
+        raise AlreadyExists(f"/{target.username}/{resource.name} exists already; rename or "
+                            "delete it first.", field="to")
+    resource.owner = target
+    resource.save(update_fields=["owner", "updated_at"])
+    AccessGrant.objects.filter(resource=resource, user=target).delete()  # the owner needs none
+    ApiToken.objects.filter(cluster=resource).update(user=target)
+    audit_record(actor=actor, action="resource.transfer", resource=resource,
+                 old=old_address, new=resource.address)
+    if old_owner.kind == UserKind.ORG:
+        audit_record(actor=actor, action="resource.transfer", org=old_owner, address=old_address,
+                     old=old_address, new=resource.address)
+    return resource
 
 
 @transaction.atomic
@@ -499,7 +603,9 @@ def invitation_url(token: str) -> str:
     return f"{settings.DEN_PUBLIC_URL}/invite/{token}"
 
 
-def invitation_send(*, actor: Any, email: str, resource: Resource | None = None) -> Invitation:
+def invitation_send(
+    *, actor: Any, email: str, resource: Resource | None = None, org: Any = None
+) -> Invitation:
     """Create an invitation for ``email`` and mail its link (after commit)."""
     plain = credentials.new_token()
     invitation = Invitation.objects.create(
@@ -511,6 +617,8 @@ def invitation_send(*, actor: Any, email: str, resource: Resource | None = None)
     )
     inviter = getattr(actor, "username", "an administrator")
     what = f" and shared {resource.address} with you" if resource is not None else ""
+    if org is not None:
+        what = f" to join the organisation {org.username}"
     body = (
         f"{inviter} invited you to den{what}.\n\n"
         f"Choose a username and password here:\n{invitation_url(plain)}\n\n"
@@ -594,6 +702,15 @@ def invitation_accept(*, token: Any, username: Any, password: Any) -> Any:
         audit_record(actor=user, action="access.bind", resource=pending.resource,
                      user=user.username, level=AccessLevel(pending.level).label)
         pending.delete()
+    for promised in PendingMembership.objects.filter(email__iexact=invitation.email).select_related(
+        "org"
+    ):
+        Membership.objects.get_or_create(
+            org=promised.org, user=user,
+            defaults={"role": promised.role, "added_by": promised.invited_by})
+        audit_record(actor=user, action="org.member.bind", org=promised.org,
+                     address=f"/{promised.org.username}", user=user.username, role=promised.role)
+        promised.delete()
     audit_record(actor=user, action="invitation.accept", email=invitation.email)
     return user
 
@@ -680,3 +797,272 @@ def code_bundle_store(*, actor: Any, sha: Any, data: bytes) -> bool:
         sha256=sha, defaults={"data": data, "size": len(data), "uploaded_by": actor})
     return bool(created)
 
+
+
+# Organisations ---------------------------------------------------------------------
+#
+# Callers fetch the organisation through ``registry.access.access_org`` (as a
+# member, or as an admin for every change here); these functions check input
+# and invariants (the last admin stays) and write the audit rows.
+
+
+def _name_in_namespace(name: Any, *, field: str, what: str, reserved: bool = True) -> str:
+    """A name that is a valid address segment (and, for names that are one, not reserved)."""
+    if not isinstance(name, str) or not USERNAME_PATTERN.fullmatch(name):
+        raise InvalidInput(
+            f"A {what} name is 1 to 39 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit.", field=field, code="invalid_name")
+    if reserved and name.lower() in RESERVED_USERNAMES:
+        raise InvalidInput(f"'{name}' is reserved; choose another {what} name.", field=field,
+                           code="reserved")
+    return name
+
+
+def _name_taken(name: str) -> bool:
+    """Usernames and organisation names are one space, compared case-insensitively."""
+    return User.objects.annotate(lower=Lower("username")).filter(lower=name.lower()).exists()
+
+
+def _admin_count(org: Any) -> int:
+    return Membership.objects.filter(org=org, role=OrgRole.ADMIN, user__kind=UserKind.PERSON).count()
+
+
+def _parse_role(role: Any, *, field: str = "role") -> str:
+    if role not in OrgRole.values:
+        raise InvalidInput("role must be 'admin' or 'member'.", field=field)
+    return str(role)
+
+
+@transaction.atomic
+def org_create(*, actor: Any, name: Any, description: Any = "") -> Any:
+    """Create an organisation named ``name`` (one name space with usernames);
+    the actor, a person, becomes its first admin."""
+    if actor.kind != UserKind.PERSON:
+        raise InvalidInput("Only a person creates organisations.", field="name")
+    name = _name_in_namespace(name, field="name", what="organisation")
+    if description is not None and not isinstance(description, str):
+        raise InvalidInput("description must be a string.", field="description")
+    if _name_taken(name):
+        raise AlreadyExists(f"The name '{name}' is taken by a user or an organisation.",
+                            field="name")
+    org = User(username=name, kind=UserKind.ORG, email="", description=description or "")
+    org.set_unusable_password()
+    try:
+        with transaction.atomic():
+            org.save()
+    except IntegrityError:
+        raise AlreadyExists(f"The name '{name}' is taken by a user or an organisation.",
+                            field="name") from None
+    Membership.objects.create(org=org, user=actor, role=OrgRole.ADMIN, added_by=actor)
+    audit_record(actor=actor, action="org.create", org=org, address=f"/{name}")
+    return org
+
+
+@transaction.atomic
+def org_members_add(*, actor: Any, org: Any, users: Any, role: Any = OrgRole.MEMBER
+                    ) -> dict[str, list[str]]:
+    """Add people (usernames or emails) with ``role``, or change the role of
+    those already in. An email without an account gets an invitation and a
+    pending membership that binds when it is accepted. Every name is checked
+    first: one bad name changes nothing; demoting the last admin is refused."""
+    role = _parse_role(role)
+    if not isinstance(users, list) or not users or not all(isinstance(u, str) for u in users):
+        raise InvalidInput("users must be a non-empty list of usernames or emails.", field="users")
+    people: list[Any] = []
+    emails: list[str] = []
+    for entry in dict.fromkeys(item.strip() for item in users):
+        if "@" in entry:
+            person = User.objects.filter(email__iexact=entry, is_active=True,
+                                         kind=UserKind.PERSON).first()
+            if person is None:
+                from django.core.validators import validate_email
+
+                try:
+                    validate_email(entry)
+                except DjangoValidationError:
+                    raise InvalidInput(f"'{entry}' is not a valid email address.",
+                                       field="users") from None
+                emails.append(entry.lower())
+                continue
+        else:
+            person = User.objects.filter(username=entry, is_active=True).first()
+            if person is None or person.kind != UserKind.PERSON:
+                raise InvalidInput(
+                    f"There is no user '{entry}'. Add them by email address to invite them.",
+                    field="users")
+        people.append(person)
+    throttling.invitations_check(actor=actor, count=len(emails), field="users")
+    list(Membership.objects.select_for_update().filter(org=org, role=OrgRole.ADMIN))
+    address = f"/{org.username}"
+    added: list[str] = []
+    for person in people:
+        membership, created = Membership.objects.get_or_create(
+            org=org, user=person, defaults={"role": role, "added_by": actor})
+        if created:
+            audit_record(actor=actor, action="org.member.add", org=org, address=address,
+                         user=person.username, role=role)
+        elif membership.role != role:
+            old = membership.role
+            membership.role = role
+            membership.save(update_fields=["role"])
+            audit_record(actor=actor, action="org.member.role", org=org, address=address,
+                         user=person.username, old=old, new=role)
+        added.append(person.username)
+    if _admin_count(org) == 0:
+        raise Conflict(f"{org.username} would have no admin left; make someone else an admin "
+                       "first.", field="role")
+    for email in emails:
+        PendingMembership.objects.update_or_create(
+            org=org, email=email, defaults={"role": role, "invited_by": actor})
+        audit_record(actor=actor, action="org.member.invite", org=org, address=address,
+                     email=email, role=role)
+        invitation_send(actor=actor, email=email, org=org)
+    return {"added": added, "invited": emails}
+
+
+@transaction.atomic
+def org_member_remove(*, actor: Any, org: Any, who: Any) -> None:
+    """Remove a member (and their place in the org's teams), or a pending
+    invitation by email. The last admin stays (409). A service account leaves
+    by being deleted."""
+    address = f"/{org.username}"
+    if isinstance(who, str) and "@" in who:
+        deleted, _ = PendingMembership.objects.filter(org=org, email__iexact=who).delete()
+        if not deleted:
+            raise NotFound(f"{who} is not invited to {org.username}.")
+        audit_record(actor=actor, action="org.member.uninvite", org=org, address=address,
+                     email=who)
+        return
+    membership = (Membership.objects.select_for_update().select_related("user")
+                  .filter(org=org, user__username=who).first())
+    if membership is None:
+        raise NotFound(f"{who} is not a member of {org.username}.")
+    if membership.user.kind == UserKind.SERVICE:
+        raise InvalidInput(f"{who} is a service account: delete it instead.", field="username")
+    if membership.role == OrgRole.ADMIN:
+        list(Membership.objects.select_for_update().filter(org=org, role=OrgRole.ADMIN))
+        if _admin_count(org) <= 1:
+            raise Conflict(f"{who} is the last admin of {org.username}; make someone else an "
+                           "admin first.", field="username")
+    TeamMember.objects.filter(team__org=org, user=membership.user).delete()
+    membership.delete()
+    audit_record(actor=actor, action="org.member.remove", org=org, address=address, user=who)
+
+
+def _team_name(name: Any) -> str:
+    if not isinstance(name, str) or "/" in name:
+        raise InvalidInput("A team name is 1 to 39 letters, digits, '.', '_' or '-' (no '/'); "
+                           "it is shared with as org/team.", field="name")
+    return _name_in_namespace(name, field="name", what="team", reserved=False)
+
+
+@transaction.atomic
+def team_create(*, actor: Any, org: Any, name: Any, description: Any = "") -> Team:
+    """A new, empty team in ``org``."""
+    name = _team_name(name)
+    if Team.objects.filter(org=org, name__iexact=name).exists():
+        raise AlreadyExists(f"{org.username} has a team {name} already.", field="name")
+    team = Team.objects.create(org=org, name=name,
+                               description=description if isinstance(description, str) else "")
+    audit_record(actor=actor, action="org.team.create", org=org, address=f"/{org.username}",
+                 team=name)
+    return team
+
+
+@transaction.atomic
+def team_delete(*, actor: Any, team: Team) -> None:
+    """Delete a team with its members and its grants."""
+    audit_record(actor=actor, action="org.team.delete", org=team.org,
+                 address=f"/{team.org.username}", team=team.name)
+    team.delete()
+
+
+@transaction.atomic
+def team_members_add(*, actor: Any, team: Team, users: Any) -> list[str]:
+    """Put members of the team's org into it (people only: a service account
+    acts with its org role and joins no team)."""
+    if not isinstance(users, list) or not users or not all(isinstance(u, str) for u in users):
+        raise InvalidInput("users must be a non-empty list of usernames.", field="users")
+    people = []
+    for name in dict.fromkeys(item.strip() for item in users):
+        membership = (Membership.objects.select_related("user")
+                      .filter(org=team.org, user__username=name).first())
+        if membership is None or membership.user.kind != UserKind.PERSON:
+            raise InvalidInput(
+                f"'{name}' is not a member of {team.org.username}; add them to the "
+                "organisation first.", field="users")
+        people.append(membership.user)
+    added = []
+    for person in people:
+        _, created = TeamMember.objects.get_or_create(team=team, user=person,
+                                                      defaults={"added_by": actor})
+        if created:
+            audit_record(actor=actor, action="org.team.member.add", org=team.org,
+                         address=f"/{team.org.username}", team=team.name, user=person.username)
+        added.append(person.username)
+    return added
+
+
+@transaction.atomic
+def team_member_remove(*, actor: Any, team: Team, username: str) -> None:
+    deleted, _ = TeamMember.objects.filter(team=team, user__username=username).delete()
+    if not deleted:
+        raise NotFound(f"{username} is not in the team {team.org.username}/{team.name}.")
+    audit_record(actor=actor, action="org.team.member.remove", org=team.org,
+                 address=f"/{team.org.username}", team=team.name, user=username)
+
+
+@transaction.atomic
+def service_account_create(*, actor: Any, org: Any, name: Any, role: Any = OrgRole.MEMBER,
+                           description: Any = "") -> ServiceAccount:
+    """A service account of ``org`` acting with ``role``: a user row of kind
+    ``service`` named ``<org>:<name>``, without a password (it never signs
+    in), holding tokens made with ``service_account_token_create``."""
+    name = _name_in_namespace(name, field="name", what="service account", reserved=False)
+    role = _parse_role(role)
+    if ServiceAccount.objects.filter(org=org, name__iexact=name).exists():
+        raise AlreadyExists(f"{org.username} has a service account {name} already.", field="name")
+    user = User(username=f"{org.username}:{name}", kind=UserKind.SERVICE, email="")
+    user.set_unusable_password()
+    user.save()
+    Membership.objects.create(org=org, user=user, role=role, added_by=actor)
+    account = ServiceAccount.objects.create(
+        org=org, user=user, name=name, created_by=actor,
+        description=description if isinstance(description, str) else "")
+    audit_record(actor=actor, action="org.service_account.create", org=org,
+                 address=f"/{org.username}", name=name, role=role)
+    return account
+
+
+@transaction.atomic
+def service_account_delete(*, actor: Any, account: ServiceAccount) -> None:
+    """Delete a service account: its tokens are refused (401) from the next request on."""
+    org = account.org
+    audit_record(actor=actor, action="org.service_account.delete", org=org,
+                 address=f"/{org.username}", name=account.name)
+    account.user.delete()  # its tokens and membership go with it
+
+
+@transaction.atomic
+def service_account_token_create(*, actor: Any, account: ServiceAccount, name: Any,
+                                 scope: Any = TokenScope.WRITE, expires_in_days: Any = None
+                                 ) -> tuple[ApiToken, str]:
+    """A token for a service account, made by an admin of its org; returned once."""
+    token, plain = token_create(user=account.user, name=name, scope=scope,
+                                expires_in_days=expires_in_days)
+    audit_record(actor=actor, action="org.service_account.token.create", org=account.org,
+                 address=f"/{account.org.username}", name=account.name, token_id=token.pk,
+                 scope=token.scope)
+    return token, plain
+
+
+@transaction.atomic
+def service_account_token_revoke(*, actor: Any, account: ServiceAccount, token_id: int) -> None:
+    token = ApiToken.objects.select_for_update().filter(
+        pk=token_id, user=account.user, revoked_at__isnull=True).first()
+    if token is None:
+        raise NotFound(f"{account.name} has no active token {token_id}.")
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit_record(actor=actor, action="org.service_account.token.revoke", org=account.org,
+                 address=f"/{account.org.username}", name=account.name, token_id=token.pk)

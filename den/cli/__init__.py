@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from den.cli import account, cluster, resources
+from den.cli import account, cluster, orgs, resources
 from den.cli.base import (
     EXIT_AUTH,
     EXIT_CODES,
@@ -80,6 +80,7 @@ COMMAND_MODULES: tuple[Callable[[Commands], None], ...] = (
     resources.register,
     cluster.register,
     account.register_tokens,
+    orgs.register,
 )
 
 

@@ -11,6 +11,7 @@ from den.cli.base import (
     EXIT_OK,
     Commands,
     Output,
+    UsageError,
     address_of,
     cell,
     confirm,
@@ -115,23 +116,32 @@ def cmd_share(args: argparse.Namespace, out: Output) -> int:
     """den share: give users read or write access."""
     session = session_for(args)
     address = address_of(session, args.address)
-    result = run(api.access_grant(address, args.users, args.access), session)
+    if not args.users and not args.team:
+        raise UsageError("name users to share with, or teams with --team org/team")
+    result = run(api.access_grant(address, args.users, args.access, args.team or []), session)
     out.json(result)
     for user in result.get("granted") or []:
         out.line(f"{user_label(user)} can now {args.access} {address}")
+    for team in result.get("teams") or []:
+        out.line(f"the team {team} can now {args.access} {address}")
     for user in result.get("invited") or []:
         out.line(f"{user_label(user)} has no account yet: invited with {args.access} access")
     return EXIT_OK
 
 
 def cmd_revoke(args: argparse.Namespace, out: Output) -> int:
-    """den revoke: take access away from users."""
+    """den revoke: take access away from users and teams."""
+    if not args.users and not args.team:
+        raise UsageError("name users to revoke, or teams with --team org/team")
     session = session_for(args)
     address = address_of(session, args.address)
     for user in args.users:
         run(api.access_revoke(address, user), session)
         out.line(f"{user} no longer has access to {address}")
-    out.json({"address": address, "revoked": args.users})
+    for team in args.team or []:
+        run(api.access_revoke_team(address, team), session)
+        out.line(f"the team {team} no longer has access to {address}")
+    out.json({"address": address, "revoked": args.users, "teams": args.team or []})
     return EXIT_OK
 
 
@@ -151,6 +161,10 @@ def cmd_access(args: argparse.Namespace, out: Output) -> int:
     rows += [
         {**invite, "user": f"{invite.get('email')} (invited)", "by": invite.get("invited_by")}
         for invite in data.get("pending") or []
+    ]
+    rows += [
+        {**grant, "user": f"{grant.get('team')} (team)", "by": grant.get("granted_by")}
+        for grant in data.get("teams") or []
     ]
     out.table(rows, ACCESS_COLUMNS)
     return EXIT_OK
@@ -212,14 +226,17 @@ def register(commands: Commands) -> None:
     history.add_argument("address")
     history.add_argument("--limit", type=int)
 
-    share = commands.add("share", cmd_share, "give users (usernames or emails) access")
+    share = commands.add("share", cmd_share,
+                         "give users (usernames or emails) or teams (--team org/team) access")
     share.add_argument("address")
-    share.add_argument("users", nargs="+", metavar="USER")
+    share.add_argument("users", nargs="*", metavar="USER")
+    share.add_argument("--team", action="append", metavar="ORG/TEAM", help="share with a team")
     share.add_argument("--access", choices=["read", "write"], default="read")
 
-    revoke = commands.add("revoke", cmd_revoke, "take access away from users")
+    revoke = commands.add("revoke", cmd_revoke, "take access away from users or teams")
     revoke.add_argument("address")
-    revoke.add_argument("users", nargs="+", metavar="USER")
+    revoke.add_argument("users", nargs="*", metavar="USER")
+    revoke.add_argument("--team", action="append", metavar="ORG/TEAM", help="revoke a team")
 
     access = commands.add("access", cmd_access, "show who may use a resource")
     access.add_argument("address")

@@ -267,9 +267,15 @@ def access_get(address: str) -> Op[dict[str, Any]]:
     return data
 
 
-def access_grant(address: str, users: Iterable[str], level: str) -> Op[dict[str, Any]]:
-    """``PUT .../-/access``: grant users (usernames or emails) read or write access."""
-    body = {"users": list(users), "level": level}
+def access_grant(
+    address: str, users: Iterable[str], level: str, teams: Iterable[str] = ()
+) -> Op[dict[str, Any]]:
+    """``PUT .../-/access``: grant users (usernames or emails) and teams
+    (``org/team``) read or write access."""
+    body: dict[str, Any] = {"users": list(users), "level": level}
+    team_list = list(teams)
+    if team_list:
+        body["teams"] = team_list
     reply = yield Call("PUT", _path(address) + "/-/access", json=body)
     data: dict[str, Any] = reply.data or {}
     return data
@@ -278,6 +284,34 @@ def access_grant(address: str, users: Iterable[str], level: str) -> Op[dict[str,
 def access_revoke(address: str, user: str) -> Op[None]:
     """``DELETE .../-/access/<username-or-email>``."""
     yield Call("DELETE", f"{_path(address)}/-/access/{quote(user, safe='@+')}")
+
+
+def access_revoke_team(address: str, team: str) -> Op[None]:
+    """``DELETE .../-/access/team/<org>/<team>``."""
+    org, _, name = team.partition("/")
+    yield Call("DELETE", f"{_path(address)}/-/access/team/{quote(org, safe='')}/"
+                         f"{quote(name, safe='')}")
+
+
+def resource_transfer(address: str, to: str) -> Op[dict[str, Any]]:
+    """``POST .../-/transfer``: move a resource to an organisation you admin."""
+    reply = yield Call("POST", _path(address) + "/-/transfer", json={"to": to})
+    return _resource_from(reply)
+
+
+# Organisations -----------------------------------------------------------------
+
+
+def _org_path(org: str, *rest: str) -> str:
+    parts = [quote(org.lstrip("/"), safe="")] + [quote(str(p), safe="") for p in rest]
+    return "/orgs/" + "/".join(parts)
+
+
+def org_call(method: str, org: str | None, *rest: str, json: Any = None) -> Op[Any]:
+    """One call under ``/orgs`` (``org`` None: the list itself)."""
+    path = _org_path(org, *rest) if org is not None else "/orgs"
+    reply = yield Call(method, path, json=json)
+    return reply.data
 
 
 def secret_get(address: str) -> Op[dict[str, Any]]:

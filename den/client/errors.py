@@ -40,6 +40,10 @@ __all__ = [
     "ObjectNotFound",
     "PermissionDenied",
     "PickleRefused",
+    "RefElsewhere",
+    "RefExpired",
+    "RefGone",
+    "RefNotFound",
     "RemoteError",
     "ServerError",
     "Throttled",
@@ -254,6 +258,32 @@ class ObjectNotFound(NotFound, LookupError):
     """No such object on the cluster's daemon, or you may not see it."""
 
     default_code = "not_found"
+
+
+class RefNotFound(NotFound):
+    """No such ref on its cluster: deleted, never made (its call failed), or you may not
+    read the function that made it."""
+
+    default_code = "ref_not_found"
+
+
+class RefExpired(RefNotFound):
+    """The ref expired (and its object was freed): make it again."""
+
+    default_code = "ref_expired"
+
+
+class RefGone(RefNotFound):
+    """The ref's object was lost: the worker or the daemon holding it restarted."""
+
+    default_code = "ref_gone"
+
+
+class RefElsewhere(BadRequest):
+    """A ref was passed to a function that runs on another cluster (or env) than the
+    ref's: fetch it with ``ref.get()`` and pass the value instead."""
+
+    default_code = "ref_elsewhere"
 
 
 class DaemonUnreachable(NetworkError, ConnectionError):

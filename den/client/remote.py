@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,8 +72,10 @@ from den.client.errors import (
     NoRunningCluster,
     NotFound,
     ObjectNotFound,
+    RefElsewhere,
     ValidationError,
 )
+from den.client.refs import Ref
 from den.client.session import Session, run
 
 if TYPE_CHECKING:
@@ -99,8 +101,8 @@ _COMING_UP = frozenset({"provisioning", "starting"})
 _GOING_DOWN = frozenset({"stopping", "terminating"})
 
 _lock = threading.Lock()
-#: One pooled daemon client per (daemon URL, token).
-_nodes: dict[tuple[str, str | None], NodeClient] = {}
+#: One pooled daemon client per (daemon URL, token, output callback).
+_nodes: dict[tuple[str, str | None, Any], NodeClient] = {}
 #: Daemon URL per (den URL, cluster address), refreshed when it stops answering.
 _urls: dict[tuple[str | None, str, int], str] = {}
 #: What to pin for an HTTPS daemon, per URL: (certificate PEM, fingerprint), as
@@ -381,14 +383,15 @@ def _after_unreachable(session: Session, address: str, what: str, via: str | Non
 
 
 def _node(session: Session, url: str) -> NodeClient:
-    from den.node.caller import NodeClient
+    from den.node.caller import NodeClient, print_output
 
-    key = (url, session.token)
+    key = (url, session.token, session.output)
     with _lock:
         node = _nodes.get(key)
         if node is None:
             # An HTTPS daemon's certificate is pinned: the one den gave for it.
-            node = _nodes[key] = NodeClient(url, token=session.token, tls=_tls.get(url))
+            node = _nodes[key] = NodeClient(url, token=session.token, tls=_tls.get(url),
+                                            stream=session.output or print_output)
         return node
 
 
@@ -700,13 +703,26 @@ def _ensure_deployed(target: Target, url: str, what: str) -> str:
     return object_name(address)
 
 
+def _refs_on(cluster: str, what: str) -> Callable[[list[Ref]], None]:
+    def check(refs: list[Ref]) -> None:
+        for ref in refs:
+            if ref.cluster != cluster:
+                raise RefElsewhere(
+                    f"{what} runs on cluster {cluster}, and one of its arguments is a ref kept "
+                    f"on {ref.cluster}: refs are not moved between clusters; fetch it with "
+                    "ref.get() and pass the value, or run the function on the ref's cluster.")
+    return check
+
+
 def call(target: Target, method: str | None, args: tuple[Any, ...],
-         kwargs: dict[str, Any]) -> Any:
+         kwargs: dict[str, Any], *, keep: float | None = None) -> Any:
     """Run the target (or one of its methods) on its cluster and return the result.
 
     Remote output is printed as it arrives; a remote exception is re-raised with its
     own type and the remote traceback as a note; a remote generator comes back as
     an iterator. What was put on a daemon on the way is recorded on ``target``.
+    ``keep``: keep the result on the cluster that many seconds and return a
+    :class:`den.Ref` to it. Refs among the arguments must be of the same cluster.
     """
     what = _describe(target, method)
     session = target.session
@@ -714,11 +730,19 @@ def call(target: Target, method: str | None, args: tuple[Any, ...],
     via = target.address
     url = daemon_url(session, cluster, what, via=via, node=target.node)
     address = target.address if target.saved else None
+    check = _refs_on(cluster, what)
     for attempt in (0, 1):
         name = _ensure_deployed(target, url, what)
         pin = _tls.get(url)
         try:
-            return _node(session, url).call(name, method, args, kwargs, address=address)
+            result = _node(session, url).call(name, method, args, kwargs, address=address,
+                                              keep=keep, refs_check=check)
+            if keep is None:
+                return result
+            return Ref(cluster, str(result["key"]), type=result.get("type"),
+                       size=result.get("size"), function=target.address,
+                       owner=result.get("owner"), expires_at=result.get("expires_at"),
+                       session=session)
         except DaemonUnreachable as exc:
             # Tell den at once, which checks the daemon now (and marks the cluster
             # unreachable if it is gone) rather than after its heartbeat timeout;
@@ -741,6 +765,26 @@ def call(target: Target, method: str | None, args: tuple[Any, ...],
         except DenError as exc:
             raise exc.with_context(what) from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _ref_node(session: Session, ref: Ref) -> tuple[str, NodeClient]:
+    what = f"Ref {ref.key[:8]}... on {ref.cluster}"
+    url = daemon_url(session, ref.cluster, what, via=ref.function)
+    return what, _node(session, url)
+
+
+def ref_get(session: Session, ref: Ref) -> Any:
+    """The object a ref keeps, fetched from its cluster's daemon."""
+    what, node = _ref_node(session, ref)
+    with _about(what):
+        return node.ref_get(ref.key)
+
+
+def ref_delete(session: Session, ref: Ref) -> None:
+    """Free the object a ref keeps on its cluster."""
+    what, node = _ref_node(session, ref)
+    with _about(what):
+        node.ref_delete(ref.key)
 
 
 # -- bringing clusters up -------------------------------------------------------------

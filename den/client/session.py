@@ -20,7 +20,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from den.client.config import DEFAULT_TIMEOUT, Settings, resolve_settings
@@ -124,8 +124,12 @@ class Session:
         backoff: float = 0.25,
         transport: Any = None,
         async_transport: Any = None,
+        output: Callable[[str, str], None] | None = None,
     ) -> None:
         self.url = url.rstrip("/") if url else None
+        #: Where remote calls' output goes: ``output(stream, text)`` with ``stream``
+        #: ``stdout``, ``stderr`` or ``log`` (None: printed to this process's stdout/stderr).
+        self.output = output
         self.token = token or None
         self.username = username
         self.timeout = timeout

@@ -23,7 +23,9 @@ import json
 import logging
 import math
 import os
+import secrets
 import signal
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -33,7 +35,7 @@ from den.node.auth import AuthDenied, DenAuth
 from den.node.config import NodeConfig
 from den.node.envs import EnvError, EnvSpec, EnvWorker, Inbox, child_env
 from den.node.restore import RestoreFailed, Restorer
-from den.node.runtime import ADDRESS_RE, ObjectRecord, RequestError, Runtime
+from den.node.runtime import ADDRESS_RE, ObjectRecord, RefRecord, RequestError, Runtime
 
 log = logging.getLogger("den.node")
 
@@ -48,6 +50,10 @@ _NDJSON_CT = p.NDJSON.encode()
 _CLOUDPICKLE_CT = p.CLOUDPICKLE.encode()
 _OOB_CT = p.OOB_PICKLE.encode()
 _ADDRESS_HEADER = p.ADDRESS_HEADER.encode()
+_KEEP_HEADER = p.KEEP_HEADER.encode()
+_REFS_HEADER = p.REFS_HEADER.encode()
+#: The longest a ref is kept (a caller asks for less with X-Den-Keep).
+MAX_REF_SECONDS = 7 * 86400
 _MB = 1 << 20
 
 
@@ -200,6 +206,13 @@ class NodeApp:
             if method != "POST":
                 raise HttpError(405, "method_not_allowed", f"{method} is not allowed here")
             await self._run_command(scope, receive, send)
+        elif head == "refs" and n == 2:
+            if method == "GET":
+                await self._get_ref(scope, send, parts[1])
+            elif method == "DELETE":
+                await self._delete_ref(scope, send, parts[1])
+            else:
+                raise HttpError(405, "method_not_allowed", f"{method} is not allowed here")
         else:
             raise HttpError(404, "not_found", "no such route")
 
@@ -274,13 +287,77 @@ class NodeApp:
         await send({"type": "http.response.body", "body": json.dumps(end).encode() + b"\n",
                     "more_body": False})
 
-    async def _authorize(self, scope: Scope, address: str, level: str) -> None:
+    async def _authorize(self, scope: Scope, address: str, level: str) -> str:
+        """Check the caller's ``level`` on ``address``; return their username."""
         if self.auth is None:
-            return
+            return ""
         try:
-            await self.auth.check(_bearer(scope), address, level)
+            return await self.auth.check(_bearer(scope), address, level)
         except AuthDenied as exc:
             raise HttpError(exc.status, exc.code, exc.message) from None
+
+    # -- refs -------------------------------------------------------------------
+    async def _usable_ref(self, scope: Scope, key: str) -> tuple[RefRecord, str]:
+        """The ref ``key`` if the caller may use it (read on the function that made
+        it, else on the cluster), and the caller's username. A missing ref and one
+        the caller may not use are the same 404."""
+        rt = self.runtime
+        rt.sweep_refs()
+        ref = rt.refs.get(key)
+        short = key[:8]
+        if ref is None:
+            raise HttpError(404, "ref_not_found",
+                            f"no ref {short}... on this cluster: it was deleted, it expired, or "
+                            "the cluster restarted since it was made")
+        try:
+            caller = await self._authorize(scope, ref.address or self.cluster_address, "read")
+        except HttpError as exc:
+            if exc.status in (403, 404):
+                raise HttpError(404, "ref_not_found",
+                                f"no ref {short}... that you may use: a ref is for those who "
+                                "may call the function that made it") from None
+            raise
+        if ref.expires_at <= time.time():
+            raise HttpError(410, "ref_expired",
+                            f"ref {short}... expired at {_utc(ref.expires_at)} and its object "
+                            "was freed; make it again (fn.keep_for(seconds).remote(...) keeps "
+                            "it longer)")
+        return ref, caller
+
+    async def _get_ref(self, scope: Scope, send: Send, key: str) -> None:
+        ref, _ = await self._usable_ref(scope, key)
+        env = self.runtime.envs.get(ref.env)
+        if env is None:
+            raise HttpError(404, "ref_gone", f"ref {key[:8]}...'s env {ref.env!r} is gone")
+        cid, inbox = env.open(p.CALL, json.dumps({"g": key, "e": "oob"}).encode(), b"")
+        try:
+            await _respond_frames(send, inbox)
+        finally:
+            env.close(cid)
+
+    async def _delete_ref(self, scope: Scope, send: Send, key: str) -> None:
+        ref, caller = await self._usable_ref(scope, key)
+        if self.auth is not None and caller != ref.owner and not await self._writes_cluster(scope):
+            raise HttpError(403, "forbidden",
+                            f"only the ref's owner ({ref.owner}) or a writer of "
+                            f"{self.cluster_address} may delete it")
+        self.runtime.refs.pop(key, None)
+        env = self.runtime.envs.get(ref.env)
+        if env is not None and env.state == "ready":
+            await env.request(p.CALL, {"d": key, "e": "json"}, b"")
+        await send_json(send, 200, b'{"deleted": true}')
+
+    async def _call_refs(self, scope: Scope, rec: ObjectRecord, keys: list[str]) -> list[str]:
+        """Check the refs a call's arguments hold: each usable by the caller and kept in
+        the env the object runs in (where the worker hands it over as it is)."""
+        for key in keys:
+            ref, _ = await self._usable_ref(scope, key)
+            if ref.env != rec.env:
+                raise HttpError(400, "ref_elsewhere",
+                                f"ref {key[:8]}... is kept in env {ref.env!r}, and {rec.name!r} "
+                                f"runs in env {rec.env!r}: fetch it with ref.get() and pass the "
+                                "value, or run both in one env")
+        return keys
 
     async def _writes_cluster(self, scope: Scope) -> bool:
         """Whether the caller has ``write`` on this cluster (then it is trusted with
@@ -319,16 +396,30 @@ class NodeApp:
         restored = ""
         if rec is None:
             rec, restored = await self._restore(scope, name)
+            caller = await self._authorize(scope, rec.address or self.cluster_address, "read")
         else:
-            await self._authorize(scope, rec.address or self.cluster_address, "read")
+            caller = await self._authorize(scope, rec.address or self.cluster_address, "read")
         ctype = b""
         accept = b""
         timeout = self.config.call_timeout
+        keep: float | None = None
+        ref_keys: list[str] = []
         for hname, value in scope["headers"]:
             if hname == b"content-type":
                 ctype = value
             elif hname == b"accept":
                 accept = value
+            elif hname == _KEEP_HEADER:
+                try:
+                    keep = float(value)
+                except ValueError:
+                    keep = -1.0
+                if not (math.isfinite(keep) and 0 < keep <= MAX_REF_SECONDS):
+                    raise HttpError(400, "bad_request",
+                                    f"x-den-keep must be seconds (more than 0, at most "
+                                    f"{MAX_REF_SECONDS})")
+            elif hname == _REFS_HEADER:
+                ref_keys = [k for k in value.decode("latin-1").split(",") if k]
             elif hname == b"x-den-timeout":
                 try:
                     seconds = float(value)
@@ -368,7 +459,22 @@ class NodeApp:
             raise HttpError(500, "env_failed",
                             f"{name!r} could not be re-created after its worker restarted: "
                             f"{rec.error}; put it again")
-        cid, inbox = env.open(p.CALL, rec.call_meta(method, enc, trusted), body)
+        if keep is not None or ref_keys:
+            extra: dict[str, Any] = {}
+            if ref_keys:
+                extra["r"] = await self._call_refs(scope, rec, ref_keys)
+            if keep is not None:
+                now = time.time()
+                ref = RefRecord(secrets.token_urlsafe(18), rec.env, rec.address, caller, now,
+                                now + keep)
+                rt.sweep_refs()
+                rt.refs[ref.key] = ref
+                extra["k"] = {"key": ref.key, "owner": caller or None,
+                              "expires_at": ref.expires_at}
+            meta = rec.call_meta_with(method, enc, trusted, extra)
+        else:
+            meta = rec.call_meta(method, enc, trusted)
+        cid, inbox = env.open(p.CALL, meta, body)
         if restored in _RESTORED:
             inbox.push((p.LOG, _RESTORED[restored].format(rec.address).encode()))
         if len(body) >= 1 << 16:
@@ -498,6 +604,10 @@ _RESTORED = {
 }
 
 
+def _utc(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+
+
 def _header(scope: Scope, wanted: bytes) -> str | None:
     for name, value in scope["headers"]:
         if name == wanted:
@@ -530,7 +640,7 @@ def _time_out(env: EnvWorker, cid: int, inbox: Inbox, seconds: float) -> None:
 
 #: Errors a worker reports before running anything: the request was wrong, so the
 #: answer carries their status (and a JSON body) rather than 200 and an X frame.
-_REQUEST_ERRORS = frozenset({"bad_request", "pickle_refused", "not_found"})
+_REQUEST_ERRORS = frozenset({"bad_request", "pickle_refused", "not_found", "ref_gone"})
 
 
 async def _respond_frames(send: Send, inbox: Inbox) -> None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 import cloudpickle
 import httpx
 
+from den.client.refs import collecting
 from den.node import protocol as p
 from den.node.bundle import DEFAULT_MAX_BYTES, bundle_project
 from den.node.errors import CallTimeout, NodeError, NodeUnreachable, error_from_payload
@@ -483,20 +484,49 @@ class NodeClient:
     def call(self, name: str, method: str | None = None, args: Sequence[Any] = (),
              kwargs: Mapping[str, Any] | None = None, *,
              stream: OutputCallback | bool | None = True,
-             timeout: float | None = None, address: str | None = None) -> Any:
+             timeout: float | None = None, address: str | None = None,
+             keep: float | None = None,
+             refs_check: Callable[[list[Any]], None] | None = None) -> Any:
         """Call a function (``method=None``) or a module's method; return its result.
 
         ``stream`` receives remote output as it arrives (True: this client's default,
         printing it; None or False: drop it). ``timeout`` is enforced by the daemon.
         ``address``: the saved resource the object is, so that a daemon that lost
-        it (it restarted) can put it back from den's saved copy.
+        it (it restarted) can put it back from den's saved copy. ``keep``: keep the
+        result on the cluster for that many seconds and return the ref's
+        description (``{"key", "type", "size", "owner", "expires_at"}``) instead.
+        The refs (:class:`den.Ref`) among the arguments are declared to the daemon,
+        after ``refs_check(refs)`` (which may refuse them) when given.
         """
         cb = self.stream if stream is True else (stream or None)
-        parts, size = _dumps_call(args, kwargs)
+        with collecting() as used:
+            parts, size = _dumps_call(args, kwargs)
+        headers = _call_headers(timeout, size, address)
+        if used:
+            if refs_check is not None:
+                refs_check(used)
+            headers[p.REFS_HEADER] = ",".join(dict.fromkeys(ref.key for ref in used))
+        if keep is not None:
+            headers[p.KEEP_HEADER] = repr(float(keep))
         request = self._http.build_request(
             "POST", f"/objects/{name}/{method or 'call'}", content=_content(parts, size),
-            headers=_call_headers(timeout, size, address), timeout=_http_timeout(timeout),
+            headers=headers, timeout=_http_timeout(timeout),
         )
+        return self._result(request, cb)
+
+    def ref_get(self, key: str, *, stream: OutputCallback | bool | None = True) -> Any:
+        """The object kept as the ref ``key`` on this daemon."""
+        cb = self.stream if stream is True else (stream or None)
+        request = self._http.build_request("GET", f"/refs/{key}",
+                                           headers={"accept": p.FRAMES})
+        return self._result(request, cb)
+
+    def ref_delete(self, key: str) -> None:
+        """Free the object kept as the ref ``key`` on this daemon."""
+        self._request("DELETE", f"/refs/{key}")
+
+    def _result(self, request: httpx.Request, cb: OutputCallback | None) -> Any:
+        """Send a call (or a ref fetch) and read its framed answer."""
         resp = self._send(request, stream=True)
         handed_over = False
         try:

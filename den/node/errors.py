@@ -31,6 +31,10 @@ from den.client.errors import (
     ObjectNotFound,
     PermissionDenied,
     PickleRefused,
+    RefElsewhere,
+    RefExpired,
+    RefGone,
+    RefNotFound,
     RemoteError,
     TooLarge,
     WorkerCrashed,
@@ -74,6 +78,10 @@ _BY_CODE: dict[str, type[DenError]] = {
     "env_failed": EnvSetupFailed,
     "too_large": TooLarge,
     "timeout": CallTimeout,
+    "ref_not_found": RefNotFound,
+    "ref_expired": RefExpired,
+    "ref_gone": RefGone,
+    "ref_elsewhere": RefElsewhere,
 }
 
 

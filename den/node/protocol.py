@@ -49,6 +49,12 @@ TIMEOUT_HEADER = "x-den-timeout"
 #: Request header naming the saved resource (``/alice/train``) a call's object is,
 #: so that a daemon that restarted can put it back from den (den.node.restore).
 ADDRESS_HEADER = "x-den-address"
+#: Request header asking to keep a call's result on the cluster as a ref (den.Ref)
+#: for that many seconds; the result frame then describes the ref.
+KEEP_HEADER = "x-den-keep"
+#: Request header listing (comma-separated) the keys of the refs in a call's
+#: arguments, which the daemon checks before the worker hands their objects over.
+REFS_HEADER = "x-den-refs"
 
 HTTP_HEADER = struct.Struct("!BQ")
 IPC_HEADER = struct.Struct("!BIIQ")
@@ -78,6 +84,10 @@ ERROR_STATUS = {
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
+    "ref_not_found": 404,
+    "ref_gone": 404,
+    "ref_expired": 410,
+    "ref_elsewhere": 400,
     "method_not_allowed": 405,
     "too_large": 413,
     "remote_exception": 500,

@@ -53,6 +53,24 @@ class RequestError(Exception):
 
 
 @dataclass
+class RefRecord:
+    """A result kept as a ref (den.Ref) in an env's worker: who may use it, until when.
+
+    The object itself is in the worker; this is what the daemon checks first.
+    """
+
+    key: str
+    env: str
+    #: The function or module that made it (None: not saved; the cluster's rules apply).
+    address: str | None
+    owner: str
+    created_at: float
+    expires_at: float
+    #: Its object was freed (it expired); the record stays a day to say so.
+    freed: bool = False
+
+
+@dataclass
 class ObjectRecord:
     """An object put into an env. ``spec`` is the put body, kept to replay it."""
 
@@ -66,6 +84,12 @@ class ObjectRecord:
     created_at: float = field(default_factory=time.time)
     error: str | None = None
     _metas: dict[tuple[str | None, str, bool], bytes] = field(default_factory=dict)
+
+    def call_meta_with(self, method: str | None, enc: str, trusted: bool,
+                       extra: dict[str, Any]) -> bytes:
+        """The IPC meta of a call that keeps its result or uses refs (not cached)."""
+        return json.dumps({"o": self.name, "m": method, "e": enc, "t": trusted,
+                           **extra}).encode()
 
     def call_meta(self, method: str | None, enc: str, trusted: bool) -> bytes:
         """The IPC meta of a call (cached: it is the same for every call).
@@ -203,12 +227,31 @@ class Runtime:
         (workdir / "envs").mkdir(parents=True, exist_ok=True)
         self.envs: dict[str, EnvWorker] = {}
         self.objects: dict[str, ObjectRecord] = {}
+        #: Results kept as refs, by key (their objects live in the envs' workers).
+        self.refs: dict[str, RefRecord] = {}
         self._ids = itertools.count(1)
         self.calls_in_flight = 0
         self.last_activity = time.time()
         #: Set when the daemon stops taking calls to stop for autostop (see
         #: den.node.server.DenLink); a call that starts then is refused.
         self.draining = False
+
+    def sweep_refs(self) -> None:
+        """Free the objects of expired refs in the workers (best effort); forget refs
+        that expired a day ago."""
+        now = time.time()
+        for key, ref in list(self.refs.items()):
+            if ref.expires_at > now:
+                continue
+            if ref.expires_at < now - 86400:
+                del self.refs[key]
+            if ref.freed:
+                continue
+            ref.freed = True
+            env = self.envs.get(ref.env)
+            if env is not None and env.state == "ready":
+                cid, _ = env.open(p.CALL, json.dumps({"d": key}).encode(), b"")
+                env.close(cid)  # its answer is not awaited
 
     def _next_id(self) -> int:
         n = next(self._ids)

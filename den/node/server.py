@@ -124,6 +124,7 @@ class DenLink:
         while True:
             await self.beat()
             rt = self.runtime
+            rt.sweep_refs()  # free expired refs' objects even if nobody asks for them
             autostop = self.autostop_mins * 60 if self.autostop_mins > 0 else None
             interval = cfg.heartbeat_seconds
             if autostop is not None:

@@ -54,6 +54,17 @@ class BadCall(Exception):
     """The call names a method the object lacks, or its arguments do not decode."""
 
 
+class RefLost(Exception):
+    """A ref's object is not in this worker any more (it restarted since)."""
+
+
+_REF_GONE = ("this ref's object is gone: the worker holding it restarted since it was made "
+             "(a crash, or the cluster restarted); make it again")
+#: The global a pickled den.Ref calls; allowed to plain-data callers whose refs the
+#: daemon checked (it only looks a kept object up).
+_REF_GLOBAL = "den.client.refs._ref"
+
+
 class ArgumentsRefused(BadCall):
     """A caller who may send plain data only sent a pickle that needs more."""
 
@@ -216,6 +227,10 @@ class Worker:
         self.objects: dict[str, Obj] = {}
         self.inflight: dict[int, int | asyncio.Task[None] | None] = {}
         self.code_dirs: list[str] = []
+        #: Results kept as refs (den.Ref), by key; the daemon keeps who may use them.
+        self.refs: dict[str, Any] = {}
+        #: Calls whose result is kept as a ref: cid -> {"key", "owner", "expires_at"}.
+        self._keep: dict[int, dict[str, Any]] = {}
         self.max_threads = max(2, int(os.environ.get("DEN_NODE_WORKER_THREADS", "64")))
         self._leader = threading.Lock()
         self._count_lock = threading.Lock()
@@ -387,9 +402,37 @@ class Worker:
             raise BadCall(f"{name!r} ({type(obj.target).__name__}) has no method {method!r}")
         return fn, allow
 
+    def _on_ref(self, cid: int, meta: dict[str, Any]) -> None:
+        """Send a kept object (``g``: its key) or free it (``d``)."""
+        if "d" in meta:
+            self.refs.pop(str(meta["d"]), None)
+            self.channel.send_parts(p.RESULT, cid, _encode(None, meta.get("e", "pickle")))
+            return
+        key = str(meta["g"])
+        if key not in self.refs:
+            self.channel.send(p.ERROR, cid, p.error_payload("ref_gone", _REF_GONE))
+            return
+        self.channel.send_parts(p.RESULT, cid, _encode(self.refs[key], meta.get("e", "pickle")))
+
+    def _ref_resolver(self, keys: list[str]) -> Callable[[str], Any]:
+        allowed = frozenset(keys)
+
+        def resolve(key: str) -> Any:
+            if key not in allowed:  # the daemon checked the declared ones only
+                raise BadCall(f"the call's arguments hold a ref ({key[:8]}...) it did not "
+                              "declare in X-Den-Refs")
+            if key not in self.refs:
+                raise RefLost(_REF_GONE)
+            return self.refs[key]
+
+        return resolve
+
     def _on_call(self, cid: int, meta_raw: bytes, body: bytes | bytearray) -> None:
         try:
             meta = json.loads(meta_raw)
+            if "g" in meta or "d" in meta:
+                self._on_ref(cid, meta)
+                return
             fn, allow = self._resolve(meta)
         except LookupError as exc:
             self.channel.send(p.ERROR, cid, p.error_payload("not_found", str(exc)))
@@ -398,11 +441,18 @@ class Worker:
             self.channel.send(p.ERROR, cid, p.error_payload("bad_request", str(exc)))
             return
         enc = meta.get("e", "pickle")
+        resolve: Callable[[str], Any] | None = None
+        if meta.get("r"):
+            resolve = self._ref_resolver(list(meta["r"]))
+            if allow is not None:
+                allow = allow | {_REF_GLOBAL}
+        if meta.get("k"):
+            self._keep[cid] = dict(meta["k"])
         self.inflight[cid] = None
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-            self.loop.call_soon_threadsafe(self._start_async, cid, fn, body, enc, allow)
+            self.loop.call_soon_threadsafe(self._start_async, cid, fn, body, enc, allow, resolve)
         else:
-            self._run_sync(cid, fn, body, enc, allow)
+            self._run_sync(cid, fn, body, enc, allow, resolve)
 
     def _on_cancel(self, cid: int) -> None:
         handle = self.inflight.get(cid)
@@ -415,11 +465,12 @@ class Worker:
             )
 
     def _run_sync(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray, enc: str,
-                  allow: frozenset[str] | None) -> None:
+                  allow: frozenset[str] | None,
+                  resolve: Callable[[str], Any] | None = None) -> None:
         token = _current_call.set(cid)
         self.inflight[cid] = threading.get_ident()
         try:
-            args, kwargs = _decode_args(body, enc, allow)
+            args, kwargs = _decode_args(body, enc, allow, resolve)
             result = fn(*args, **kwargs)
             if inspect.isawaitable(result) or inspect.isasyncgen(result):
                 fut = asyncio.run_coroutine_threadsafe(
@@ -435,19 +486,22 @@ class Worker:
             self.channel.send(p.ERROR, cid, self._error_payload(exc))
         finally:
             self.inflight.pop(cid, None)
+            self._keep.pop(cid, None)
             _current_call.reset(token)
 
     def _start_async(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray,
-                     enc: str, allow: frozenset[str] | None) -> None:
+                     enc: str, allow: frozenset[str] | None,
+                     resolve: Callable[[str], Any] | None = None) -> None:
         ctx = contextvars.copy_context()
         ctx.run(_current_call.set, cid)
         self.inflight[cid] = self.loop.create_task(
-            self._run_async(cid, fn, body, enc, allow), context=ctx)
+            self._run_async(cid, fn, body, enc, allow, resolve), context=ctx)
 
     async def _run_async(self, cid: int, fn: Callable[..., Any], body: bytes | bytearray,
-                         enc: str, allow: frozenset[str] | None) -> None:
+                         enc: str, allow: frozenset[str] | None,
+                         resolve: Callable[[str], Any] | None = None) -> None:
         try:
-            args, kwargs = _decode_args(body, enc, allow)
+            args, kwargs = _decode_args(body, enc, allow, resolve)
             await self._emit_async(cid, fn(*args, **kwargs), enc)
         except asyncio.CancelledError:
             pass
@@ -456,13 +510,14 @@ class Worker:
             self.channel.send(p.ERROR, cid, self._error_payload(exc))
         finally:
             self.inflight.pop(cid, None)
+            self._keep.pop(cid, None)
 
     async def _emit_async(self, cid: int, result: Any, enc: str) -> None:
         """Await a result and send it (or stream it, for an async generator)."""
         _current_call.set(cid)
         while inspect.isawaitable(result):
             result = await result
-        if inspect.isasyncgen(result):
+        if inspect.isasyncgen(result) and cid not in self._keep:
             self.channel.send(p.GENERATOR, cid)
             async for item in result:
                 self._flush_output(cid)
@@ -473,7 +528,15 @@ class Worker:
             self._emit(cid, result, enc)
 
     def _emit(self, cid: int, result: Any, enc: str) -> None:
-        """Send a plain result, or stream a (sync) generator's items."""
+        """Send a plain result, or stream a (sync) generator's items; or keep the
+        result as a ref and send its description."""
+        keep = self._keep.pop(cid, None)
+        if keep is not None:
+            self.refs[str(keep["key"])] = result
+            info = {**keep, "type": _type_name(type(result)), "size": _size_of(result)}
+            self._flush_output(cid)
+            self.channel.send_parts(p.RESULT, cid, _encode(info, enc))
+            return
         if inspect.isgenerator(result):
             self.channel.send(p.GENERATOR, cid)
             for item in result:
@@ -490,6 +553,8 @@ class Worker:
         """An ``X`` payload for an exception raised by user code (or while loading it)."""
         if isinstance(exc, ArgumentsRefused):
             return p.error_payload("pickle_refused", str(exc))
+        if isinstance(exc, RefLost):
+            return p.error_payload("ref_gone", str(exc))
         if isinstance(exc, BadCall):
             return p.error_payload("bad_request", str(exc))
         tb_obj = exc.__traceback__
@@ -514,12 +579,40 @@ class Worker:
         )
 
 
-def _decode_args(body: bytes | bytearray, enc: str, allow: frozenset[str] | None = None
+def _size_of(value: Any) -> int | None:
+    """A kept object's size in bytes, when it says (arrays, frames, bytes)."""
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    if isinstance(value, str):
+        return len(value)
+    try:
+        return memoryview(value).nbytes  # bytes, array.array, anything with a buffer
+    except TypeError:
+        pass
+    memory = getattr(value, "memory_usage", None)
+    if callable(memory):
+        try:
+            total = memory(deep=True)
+            return int(total.sum()) if hasattr(total, "sum") else int(total)
+        except Exception:
+            return None
+    return None
+
+
+def _decode_args(body: bytes | bytearray, enc: str, allow: frozenset[str] | None = None,
+                 resolve: Callable[[str], Any] | None = None
                  ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """A call's (args, kwargs). ``allow`` None: any pickle (the caller writes the
-    cluster); else plain data plus those dotted names (see den.node.safepickle)."""
+    cluster); else plain data plus those dotted names (see den.node.safepickle).
+    ``resolve`` turns the refs among them into their kept objects."""
     if not body:
         return (), {}
+    if resolve is not None:
+        from den.client import refs
+
+        with refs.resolving(resolve):
+            return _decode_args(body, enc, allow)
     try:
         if enc == "json":
             data = json.loads(body)
@@ -540,7 +633,7 @@ def _decode_args(body: bytes | bytearray, enc: str, allow: frozenset[str] | None
             args, kwargs = pickle.loads(body)  # noqa: S301 - the daemon found a writer
         else:
             args, kwargs = safepickle.loads(body, extra=allow)
-    except BadCall:
+    except (BadCall, RefLost):
         raise
     except safepickle.PickleRefused as exc:
         raise ArgumentsRefused(str(exc)) from None

@@ -24,7 +24,7 @@ from registry.errors import DenError, NotFound
 from registry.throttling import LoginRateThrottle, Throttled, password_reset_check
 
 # Accounts made from an invitation sign in with the usual password backend.
-PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"
+PASSWORD_BACKEND = "registry.backends.PersonBackend"
 
 
 class LoginPageView(DenPageView, auth_views.LoginView):

@@ -8,8 +8,9 @@ from django.http import HttpRequest, HttpResponse
 
 from frontend import selectors as page_selectors
 from frontend.views.base import FORM_ERROR_STATUS, DenPageView
-from registry.errors import InvalidInput
-from registry.models import ResourceType, Visibility
+from registry import selectors as registry_selectors
+from registry.errors import InvalidInput, NotFound
+from registry.models import ResourceType, UserKind, Visibility
 
 SEARCH_PAGE_SIZE = 25
 
@@ -19,7 +20,8 @@ class DashboardView(DenPageView):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         board = page_selectors.dashboard(caller=self.caller)
-        return self.render_page("frontend/dashboard.html", {"board": board})
+        orgs = registry_selectors.org_list(caller=self.caller)
+        return self.render_page("frontend/dashboard.html", {"board": board, "orgs": orgs})
 
 
 def _search_filters(params: Any) -> dict[str, Any]:
@@ -29,6 +31,7 @@ def _search_filters(params: Any) -> dict[str, Any]:
         "owner": params.get("owner", "").strip() or None,
         "visibility": params.get("visibility") or None,
         "shared_with_me": params.get("shared") == "1",
+        "org": params.get("org", "").strip() or None,
     }
 
 
@@ -40,6 +43,7 @@ class SearchView(DenPageView):
         filters = _search_filters(request.GET)
         context: dict[str, Any] = {
             "filters": filters,
+            "orgs": registry_selectors.org_list(caller=self.caller),
             "types": ResourceType.values,
             "visibilities": Visibility.values,
         }
@@ -69,7 +73,8 @@ def _next_query(request: HttpRequest, cursor: str | None) -> str | None:
 
 
 class NamespaceView(DenPageView):
-    """Everything of one owner's that I may find."""
+    """Everything of one owner's that I may find. An organisation's page also
+    shows its members and teams, to its members."""
 
     def get(self, request: HttpRequest, owner: str) -> HttpResponse:
         person = page_selectors.namespace_owner(username=owner)
@@ -80,4 +85,13 @@ class NamespaceView(DenPageView):
         context = {"person": person, "page": page, "next_query": _next_query(request, page.next_cursor)}
         if self.htmx_target == "load-more":
             return self.render_page("", context, partial="frontend/partials/result_items.html")
+        if person.kind == UserKind.ORG:
+            try:
+                org = registry_selectors.org_get(caller=self.caller, name=person.username)
+            except NotFound:
+                org = None  # not a member: only what they may find, as on anyone's page
+            if org is not None:
+                context.update(org=org, teams=list(registry_selectors.org_teams(org=org)),
+                               **registry_selectors.org_members(org=org))
+            return self.render_page("frontend/org.html", context)
         return self.render_page("frontend/namespace.html", context)

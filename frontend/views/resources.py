@@ -139,11 +139,14 @@ class AccessView(ResourcePageView):
 
     def post(self, request: HttpRequest, address: str) -> HttpResponse:
         resource = self.resource(WRITE)
-        people = [part for part in request.POST.get("users", "").replace(",", " ").split() if part]
+        names = [part for part in request.POST.get("users", "").replace(",", " ").split() if part]
+        # org/team names a team; anything else is a username or an email.
+        people = [name for name in names if "/" not in name]
+        teams = [name for name in names if "/" in name]
         level = request.POST.get("level", "read")
         try:
             result = services.resource_share(
-                actor=request.user, resource=resource, users=people, level=level
+                actor=request.user, resource=resource, users=people, teams=teams, level=level
             )
         except DenError as exc:
             context = self.context(resource, share_error=self.error_text(exc),
@@ -163,6 +166,9 @@ def _share_summary(result: dict[str, list[str]], level: str) -> str:
         parts.append(f"Gave {', '.join(result['granted'])} {level} access.")
     if result["invited"]:
         parts.append(f"Invited {', '.join(result['invited'])} by email ({level} access once they join).")
+    if result.get("teams"):
+        parts.append(f"Gave the team{'s' if len(result['teams']) > 1 else ''} "
+                     f"{', '.join(result['teams'])} {level} access.")
     return " ".join(parts)
 
 
@@ -173,8 +179,14 @@ class AccessRevokeView(AccessView):
     def post(self, request: HttpRequest, address: str) -> HttpResponse:
         resource = self.resource(WRITE)
         who = request.POST.get("who", "").strip()
-        services.resource_revoke(actor=request.user, resource=resource, who=who)
-        done = f"Revoked {who}'s access."
+        if "/" in who:  # a team, org/team
+            org, _, team = who.partition("/")
+            services.resource_revoke_team(actor=request.user, resource=resource, org=org,
+                                          team=team)
+            done = f"Revoked the team {who}'s access."
+        else:
+            services.resource_revoke(actor=request.user, resource=resource, who=who)
+            done = f"Revoked {who}'s access."
         if self.is_htmx:
             return self.render_page("", self.context(resource, notice=done), partial=self.partial)
         messages.success(request, done)

@@ -148,13 +148,117 @@ class VersionDetailSerializer(VersionSerializer):
 
 
 class ShareSerializer(serializers.Serializer):
-    users = serializers.ListField(child=serializers.CharField(max_length=254), max_length=100)
+    users = serializers.ListField(child=serializers.CharField(max_length=254), max_length=100,
+                                  required=False)
+    teams = serializers.ListField(child=serializers.CharField(max_length=100), max_length=100,
+                                  required=False, help_text="teams as org/team")
     level = serializers.ChoiceField(choices=["read", "write"], default="read")
 
 
 class ShareResultSerializer(serializers.Serializer):
     granted = serializers.ListField(child=serializers.CharField())
     invited = serializers.ListField(child=serializers.CharField())
+    teams = serializers.ListField(child=serializers.CharField())
+
+
+class TransferSerializer(serializers.Serializer):
+    to = serializers.CharField(max_length=80, help_text="an organisation you admin, or yourself")
+
+
+class TeamGrantSerializer(serializers.Serializer):
+    team = serializers.SerializerMethodField()
+    level = serializers.CharField(source="get_level_display")
+    granted_by = serializers.CharField(source="granted_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+
+    def get_team(self, grant: Any) -> str:
+        return f"{grant.team.org.username}/{grant.team.name}"
+
+
+class OrgCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+
+
+class OrgSerializer(serializers.Serializer):
+    name = serializers.CharField(source="username")
+    description = serializers.CharField()
+    role = serializers.CharField(help_text="your role: admin or member")
+    url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField(source="date_joined")
+
+    def get_url(self, org: Any) -> str:
+        from django.conf import settings
+
+        return f"{settings.DEN_PUBLIC_URL}/{org.username}"
+
+
+class MembersAddSerializer(serializers.Serializer):
+    users = serializers.ListField(child=serializers.CharField(max_length=254), max_length=100)
+    role = serializers.ChoiceField(choices=["admin", "member"], default="member")
+
+
+class MembersAddResultSerializer(serializers.Serializer):
+    added = serializers.ListField(child=serializers.CharField())
+    invited = serializers.ListField(child=serializers.CharField())
+
+
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField(source="user.username")
+    role = serializers.CharField()
+    added_by = serializers.CharField(source="added_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+
+
+class PendingMemberSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.CharField()
+    invited_by = serializers.CharField(source="invited_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+
+
+class MemberListSerializer(serializers.Serializer):
+    members = MemberSerializer(many=True)
+    pending = PendingMemberSerializer(many=True)
+
+
+class TeamCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+
+
+class TeamSerializer(serializers.Serializer):
+    name = serializers.SerializerMethodField(help_text="org/team, as it is shared with")
+    team = serializers.CharField(source="name")
+    description = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    def get_name(self, team: Any) -> str:
+        return f"{team.org.username}/{team.name}"
+
+
+class TeamDetailSerializer(TeamSerializer):
+    members = serializers.ListField(child=serializers.CharField())
+
+
+class TeamMembersAddSerializer(serializers.Serializer):
+    users = serializers.ListField(child=serializers.CharField(max_length=254), max_length=100)
+
+
+class ServiceAccountCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    role = serializers.ChoiceField(choices=["admin", "member"], default="member")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+
+
+class ServiceAccountSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    username = serializers.CharField(source="user.username",
+                                     help_text="how it appears as a caller: org:name")
+    role = serializers.CharField()
+    description = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
 
 
 class GrantSerializer(serializers.Serializer):
@@ -176,6 +280,7 @@ class AccessListSerializer(serializers.Serializer):
     visibility = serializers.CharField()
     grants = GrantSerializer(many=True)
     pending = PendingGrantSerializer(many=True)
+    teams = TeamGrantSerializer(many=True)
 
 
 class SecretValuesSerializer(serializers.Serializer):

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from registry import selectors, services
-from registry.access import may_create_in_namespace
+from registry.access import may_create_in_namespace, namespace_owner
 from registry.api import serializers as s
 from registry.api.base import (
     AuditPagination,
@@ -146,6 +146,7 @@ class ResourceListView(DenAPIView):
             OpenApiParameter("q", str, required=False, description="text in name or description"),
             OpenApiParameter("shared_with_me", bool, required=False),
             OpenApiParameter("visibility", str, required=False),
+            OpenApiParameter("org", str, required=False, description="only this org's resources"),
             OpenApiParameter("cursor", str, required=False),
             OpenApiParameter("limit", int, required=False),
         ],
@@ -160,6 +161,7 @@ class ResourceListView(DenAPIView):
             q=params.get("q"),
             shared_with_me=_truthy(params.get("shared_with_me")),
             visibility=params.get("visibility"),
+            org=params.get("org"),
         )
         return self.paginate(resources, s.ResourceListItemSerializer, ResourcePagination)
 
@@ -169,10 +171,12 @@ class ResourceListView(DenAPIView):
         owner, name = parse_address(data["address"])
         if not may_create_in_namespace(self.caller, owner):
             raise PermissionDenied(
-                f"You can create resources only under /{request.user.username}/.", field="address"
+                f"You can create resources only under /{request.user.username}/ and under "
+                "organisations you admin.", field="address"
             )
         resource = services.resource_create(
             actor=request.user,
+            owner=namespace_owner(self.caller, owner),
             name=name,
             type=data["type"],
             config=data["config"],
@@ -222,6 +226,7 @@ class ResourceDetailView(ResourceAPIView):
             try:
                 resource = services.resource_create(
                     actor=request.user,
+                    owner=namespace_owner(self.caller, owner),
                     name=name,
                     type=data.get("type", "resource"),
                     config=data["config"],
@@ -309,7 +314,8 @@ class ResourceAccessView(ResourceAPIView):
     def put(self, request: Request, address: str) -> Response:
         data = self.parse(s.ShareSerializer)
         result = services.resource_share(
-            actor=request.user, resource=self.resource(WRITE), users=data["users"], level=data["level"]
+            actor=request.user, resource=self.resource(WRITE), users=data.get("users"),
+            teams=data.get("teams"), level=data["level"]
         )
         return Response(result)
 
@@ -321,6 +327,33 @@ class ResourceAccessDetailView(ResourceAPIView):
     def delete(self, request: Request, address: str, who: str) -> Response:
         services.resource_revoke(actor=request.user, resource=self.resource(WRITE), who=who)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ResourceTeamAccessView(ResourceAPIView):
+    """``DELETE .../-/access/team/<org>/<team>``: take a team's grant away."""
+
+    allow_anonymous_read = False
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, address: str, org: str, team: str) -> Response:
+        services.resource_revoke_team(actor=request.user, resource=self.resource(WRITE),
+                                      org=org, team=team)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ResourceTransferView(ResourceAPIView):
+    """``POST .../-/transfer {"to": "<org>"}``: move a resource you own to an
+    organisation you admin; grants, versions and audit stay with it."""
+
+    allow_anonymous_read = False
+
+    @extend_schema(request=s.TransferSerializer, responses={200: s.ResourceSerializer})
+    def post(self, request: Request, address: str) -> Response:
+        data = self.parse(s.TransferSerializer)
+        resource = services.resource_transfer(actor=request.user, resource=self.resource(OWNER),
+                                              to=data["to"])
+        resource.access_level = OWNER
+        return _resource_response(resource)
 
 
 class ResourceSecretView(ResourceAPIView):
@@ -354,16 +387,21 @@ class AuditListView(ResourceAPIView):
     allow_anonymous_read = False
 
     @extend_schema(
-        parameters=[OpenApiParameter("address", str, required=False)],
+        parameters=[OpenApiParameter("address", str, required=False),
+                    OpenApiParameter("org", str, required=False,
+                                     description="an organisation's log, for its admins")],
         responses={200: s.AuditEventSerializer(many=True)},
     )
     def get(self, request: Request) -> Response:
         address = request.query_params.get("address")
-        resource = None
+        org_name = request.query_params.get("org")
+        resource = org = None
         if address:
             self.kwargs["address"] = address
             resource = self.resource(WRITE)
-        events = selectors.audit_list(caller=self.caller, resource=resource)
+        elif org_name:
+            org = selectors.org_get(caller=self.caller, name=org_name, admin=True)
+        events = selectors.audit_list(caller=self.caller, resource=resource, org=org)
         return self.paginate(events, s.AuditEventSerializer, AuditPagination)
 
 
@@ -433,3 +471,180 @@ class CodeBundleView(DenAPIView):
         return Response({"sha256": sha, "created": created},
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
+
+
+# Organisations ------------------------------------------------------------------------
+
+
+def _org_body(org: Any) -> dict[str, Any]:
+    return dict(s.OrgSerializer(org).data)
+
+
+class OrgListView(DenAPIView):
+    """``GET``: the organisations I belong to. ``POST``: make one; I become its admin."""
+
+    @extend_schema(responses={200: s.OrgSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(s.OrgSerializer(selectors.org_list(caller=self.caller), many=True).data)
+
+    @extend_schema(request=s.OrgCreateSerializer, responses={201: s.OrgSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.parse(s.OrgCreateSerializer)
+        org = services.org_create(actor=request.user, name=data["name"],
+                                  description=data.get("description", ""))
+        org.role = "admin"
+        return Response(_org_body(org), status=status.HTTP_201_CREATED)
+
+
+class OrgDetailView(DenAPIView):
+    @extend_schema(responses={200: s.OrgSerializer})
+    def get(self, request: Request, org: str) -> Response:
+        return Response(_org_body(selectors.org_get(caller=self.caller, name=org)))
+
+
+class OrgMemberListView(DenAPIView):
+    """``GET``: members and invitations (any member). ``PUT``: add people or
+    change their role (admins)."""
+
+    @extend_schema(responses={200: s.MemberListSerializer})
+    def get(self, request: Request, org: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org)
+        return Response(s.MemberListSerializer(selectors.org_members(org=found)).data)
+
+    @extend_schema(request=s.MembersAddSerializer, responses={200: s.MembersAddResultSerializer})
+    def put(self, request: Request, org: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        data = self.parse(s.MembersAddSerializer)
+        return Response(services.org_members_add(actor=request.user, org=found,
+                                                 users=data["users"], role=data["role"]))
+
+
+class OrgMemberDetailView(DenAPIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, org: str, who: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        services.org_member_remove(actor=request.user, org=found, who=who)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _team_body(team: Any, *, members: bool = False) -> dict[str, Any]:
+    if members:
+        team.members_list = [u.username for u in selectors.team_members(team=team)]
+        body = dict(s.TeamSerializer(team).data)
+        body["members"] = team.members_list
+        return body
+    return dict(s.TeamSerializer(team).data)
+
+
+class OrgTeamListView(DenAPIView):
+    @extend_schema(responses={200: s.TeamSerializer(many=True)})
+    def get(self, request: Request, org: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org)
+        return Response(s.TeamSerializer(selectors.org_teams(org=found), many=True).data)
+
+    @extend_schema(request=s.TeamCreateSerializer, responses={201: s.TeamSerializer})
+    def post(self, request: Request, org: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        data = self.parse(s.TeamCreateSerializer)
+        team = services.team_create(actor=request.user, org=found, name=data["name"],
+                                    description=data.get("description", ""))
+        return Response(_team_body(team), status=status.HTTP_201_CREATED)
+
+
+class OrgTeamDetailView(DenAPIView):
+    @extend_schema(responses={200: s.TeamDetailSerializer})
+    def get(self, request: Request, org: str, team: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org)
+        return Response(_team_body(selectors.org_team_get(org=found, name=team), members=True))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, org: str, team: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        services.team_delete(actor=request.user, team=selectors.org_team_get(org=found, name=team))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrgTeamMemberListView(DenAPIView):
+    @extend_schema(request=s.TeamMembersAddSerializer, responses={200: s.TeamDetailSerializer})
+    def put(self, request: Request, org: str, team: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        data = self.parse(s.TeamMembersAddSerializer)
+        found_team = selectors.org_team_get(org=found, name=team)
+        services.team_members_add(actor=request.user, team=found_team, users=data["users"])
+        return Response(_team_body(found_team, members=True))
+
+
+class OrgTeamMemberDetailView(DenAPIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, org: str, team: str, username: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        services.team_member_remove(actor=request.user,
+                                    team=selectors.org_team_get(org=found, name=team),
+                                    username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrgServiceAccountListView(DenAPIView):
+    """An organisation's service accounts: admins list, create and delete them."""
+
+    @extend_schema(responses={200: s.ServiceAccountSerializer(many=True)})
+    def get(self, request: Request, org: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        accounts = selectors.service_accounts(org=found)
+        return Response(s.ServiceAccountSerializer(accounts, many=True).data)
+
+    @extend_schema(request=s.ServiceAccountCreateSerializer,
+                   responses={201: s.ServiceAccountSerializer})
+    def post(self, request: Request, org: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        data = self.parse(s.ServiceAccountCreateSerializer)
+        account = services.service_account_create(
+            actor=request.user, org=found, name=data["name"], role=data["role"],
+            description=data.get("description", ""))
+        account = selectors.service_account_get(org=found, name=account.name)
+        return Response(s.ServiceAccountSerializer(account).data, status=status.HTTP_201_CREATED)
+
+
+class OrgServiceAccountDetailView(DenAPIView):
+    @extend_schema(responses={200: s.ServiceAccountSerializer})
+    def get(self, request: Request, org: str, name: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        account = selectors.service_account_get(org=found, name=name)
+        return Response(s.ServiceAccountSerializer(account).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, org: str, name: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        services.service_account_delete(
+            actor=request.user, account=selectors.service_account_get(org=found, name=name))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrgServiceAccountTokenListView(DenAPIView):
+    @extend_schema(responses={200: s.TokenSerializer(many=True)})
+    def get(self, request: Request, org: str, name: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        account = selectors.service_account_get(org=found, name=name)
+        return Response(s.TokenSerializer(selectors.service_account_tokens(account=account),
+                                          many=True).data)
+
+    @extend_schema(request=s.TokenCreateSerializer, responses={201: s.NewTokenSerializer})
+    def post(self, request: Request, org: str, name: str) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        account = selectors.service_account_get(org=found, name=name)
+        data = self.parse(s.TokenCreateSerializer)
+        token, plain = services.service_account_token_create(
+            actor=request.user, account=account, name=data["name"], scope=data["scope"],
+            expires_in_days=data.get("expires_in_days"))
+        body = s.NewTokenSerializer({**token.__dict__, "token": plain}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class OrgServiceAccountTokenDetailView(DenAPIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, org: str, name: str, token_id: int) -> Response:
+        found = selectors.org_get(caller=self.caller, name=org, admin=True)
+        account = selectors.service_account_get(org=found, name=name)
+        services.service_account_token_revoke(actor=request.user, account=account,
+                                              token_id=token_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -15,7 +15,7 @@ class AuditEvent(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
-    actor_username = models.CharField(max_length=39, blank=True, default="")
+    actor_username = models.CharField(max_length=80, blank=True, default="")
     action = models.CharField(max_length=40)
     resource = models.ForeignKey(
         "registry.Resource",
@@ -26,6 +26,17 @@ class AuditEvent(models.Model):
         related_name="+",
     )
     address = models.CharField(max_length=250, blank=True, default="")
+    # The organisation the event belongs to (membership, teams, service
+    # accounts, and anything done to an org's resources), for its admins'
+    # ``GET /api/v1/audit?org=``; no constraint, like ``resource``.
+    org = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     data = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -33,6 +44,7 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["resource", "-created_at"], name="audit_resource_time"),
             models.Index(fields=["actor", "-created_at"], name="audit_actor_time"),
+            models.Index(fields=["org", "-created_at"], name="audit_org_time"),
         ]
 
     def __str__(self) -> str:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import models
 
+from registry.models.querysets import AccessQuerySet
+
 if TYPE_CHECKING:
     from registry.access import Caller
 
@@ -26,7 +28,7 @@ class Visibility(models.TextChoices):
     PUBLIC = "public"
 
 
-class ResourceQuerySet(models.QuerySet["Resource"]):
+class ResourceQuerySet(AccessQuerySet["Resource"]):
     def visible_to(self, caller: Caller, level: int) -> ResourceQuerySet:
         """Resources the caller may act on at ``level``; see ``registry.access``."""
         from registry.access import restrict_resources
@@ -67,6 +69,8 @@ class Resource(models.Model):
     access_level: int | None = None
     #: The caller's grant level (0 for none), set alongside ``access_level``.
     grant_level: int | None = None
+    #: The caller's role in the owning organisation (None: no member), set alongside.
+    org_role: str | None = None
 
     class Meta:
         constraints = [

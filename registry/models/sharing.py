@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 
+from registry.models.querysets import AccessQuerySet
+
 
 class AccessLevel(models.IntegerChoices):
     """Ordered so that a comparison says whether one level includes another."""
@@ -33,6 +35,8 @@ class AccessGrant(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AccessQuerySet.as_manager()
 
     class Meta:
         constraints = [

@@ -6,13 +6,15 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from registry.models.querysets import AccessQuerySet
+
 
 class TokenScope(models.TextChoices):
     READ = "read"
     WRITE = "write"
 
 
-class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+class ApiTokenQuerySet(AccessQuerySet["ApiToken"]):
     def active(self) -> ApiTokenQuerySet:
         now = timezone.now()
         return self.filter(revoked_at__isnull=True).filter(
@@ -42,6 +44,9 @@ class ApiToken(models.Model):
     )
 
     objects = ApiTokenQuerySet.as_manager()
+
+    #: Stamped on use; answers nothing about access (see AccessQuerySet).
+    access_neutral_fields = frozenset({"last_used_at"})
 
     class Meta:
         ordering = ["-created_at"]

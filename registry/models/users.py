@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
+
+from registry.models.querysets import AccessQuerySet
 
 # First path segments that belong to den itself. A user with one of these names
 # would shadow a route, so they are refused wherever a user is created.
@@ -37,17 +39,42 @@ def validate_username(value: str) -> None:
         raise ValidationError(f"'{value}' is reserved; choose another username.", code="reserved")
 
 
+class UserKind(models.TextChoices):
+    """What a ``User`` row is. Organisations and service accounts are rows of
+    the user table so that a resource's owner, its address and the one
+    uniqueness space of names stay what they were; neither kind has a
+    password, an email or a web sign-in."""
+
+    PERSON = "person"
+    ORG = "org"
+    SERVICE = "service"
+
+
+class DenUserManager(UserManager.from_queryset(AccessQuerySet)):  # type: ignore[misc]
+    """Django's user manager, on a queryset whose bulk writes bump the access epoch."""
+
+
 class User(AbstractUser):
-    """A den user; the username is the namespace of everything they own."""
+    """A den user; the username is the namespace of everything they own.
+
+    ``kind`` tells people from organisations (namespaces with members) and
+    service accounts (an organisation's non-human callers, named
+    ``<org>:<name>``, which is no valid address segment: they own nothing).
+    """
 
     username = models.CharField(
         "username",
-        max_length=39,
+        max_length=80,
         unique=True,
-        validators=[validate_username],
+        # Checked in clean(), by kind: a service account's name has a ':'.
         help_text="Letters, digits, '.', '_' and '-'. Also the first segment of your addresses.",
         error_messages={"unique": "A user with that username already exists."},
     )
+    kind = models.CharField(max_length=8, choices=UserKind.choices, default=UserKind.PERSON)
+    #: What an organisation says about itself on its page.
+    description = models.TextField(blank=True, default="")
+
+    objects = DenUserManager()  # type: ignore[misc]
 
     class Meta:
         constraints = [
@@ -56,4 +83,13 @@ class User(AbstractUser):
 
     def clean(self) -> None:
         super().clean()
-        validate_username(self.username)
+        if self.kind != UserKind.SERVICE:
+            validate_username(self.username)
+
+    @property
+    def is_person(self) -> bool:
+        return self.kind == UserKind.PERSON
+
+    @property
+    def is_org(self) -> bool:
+        return self.kind == UserKind.ORG

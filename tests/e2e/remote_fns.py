@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 
 def add(a: int, b: int = 1) -> int:
@@ -109,3 +110,18 @@ def where_am_i() -> str:
         if not address.startswith("127."):
             return address
     return "?"
+
+
+def make_array(n: int) -> Any:
+    """An array made on the cluster (kept there as a ref by make_array.remote(n))."""
+    import array
+
+    return array.array("d", range(n))
+
+
+def total(values: Any) -> float:
+    """The sum of an array: given a ref, the worker hands over the array itself."""
+    import array
+
+    assert isinstance(values, array.array), type(values)
+    return float(sum(values))

@@ -1,6 +1,12 @@
 """Every API endpoint, as every kind of caller, on every visibility, gets
 exactly the status DESIGN.md gives: 401 without a valid credential, 404 for
 what the caller may not read, 403 for read-but-not-this, and success otherwise.
+
+Each resource endpoint runs on a resource owned by a person (``/alice/box``)
+and by an organisation (``/acme/box``, alice its admin), with the person
+callers and the organisation's: an admin, a member, a non-member, a member of
+a team with a write grant on the box, and service accounts (member role with
+a read and a write token, admin role, deleted).
 """
 
 from __future__ import annotations
@@ -38,11 +44,23 @@ RESOURCE_ENDPOINTS = [
     ("check-write", "get", "/api/v1/auth/check?address=/alice/box&level=write", None, W, 200),
 ]
 CALLERS = ["owner", "writer", "reader", "stranger", "anonymous", "read_token", "expired", "revoked"]
+ORG_CALLERS = ["org_admin", "org_member", "non_member", "team_member", "sa_read", "sa_write",
+               "sa_admin", "sa_deleted"]
+OWNERS = ["alice", "acme"]
+READ_SCOPED = {"read_token", "sa_read"}
 VISIBILITIES = ["private", "unlisted", "public"]
 UNSAFE = {"put", "patch", "post", "delete"}
 
 
-def effective_level(caller: str, visibility: str) -> int:
+def effective_level(caller: str, visibility: str, owner: str = "alice") -> int:
+    stranger = R if visibility != "private" else 0
+    if caller in ORG_CALLERS:
+        if caller == "team_member":
+            return W  # the team's write grant, above a member's read
+        if owner == "alice":  # an org role reaches nothing of a person's
+            return stranger
+        return {"org_admin": OWN, "sa_admin": OWN, "org_member": R, "sa_read": R,
+                "sa_write": R, "non_member": stranger}[caller]
     if caller in ("owner",):
         return OWN
     if caller == "read_token":
@@ -56,12 +74,13 @@ def effective_level(caller: str, visibility: str) -> int:
     raise AssertionError(caller)
 
 
-def expected_status(caller: str, visibility: str, method: str, needed: int, success: int) -> int:
-    if caller in ("anonymous", "expired", "revoked"):
+def expected_status(caller: str, visibility: str, method: str, needed: int, success: int,
+                    owner: str = "alice") -> int:
+    if caller in ("anonymous", "expired", "revoked", "sa_deleted"):
         return 401
-    if caller == "read_token" and method in UNSAFE:
+    if caller in READ_SCOPED and method in UNSAFE:
         return 403
-    level = effective_level(caller, visibility)
+    level = effective_level(caller, visibility, owner)
     if level == 0:
         return 404
     if level < needed:
@@ -74,9 +93,12 @@ def world(db):
     alice = UserFactory(username="alice")
     people = {name: UserFactory(username=name) for name in ("wendy", "rita", "sam", "carol")}
 
-    def build(visibility: str):
-        box = ResourceFactory(owner=alice, name="box", type="secret", config={"provider": "aws"},
-                              visibility=visibility)
+    def build(visibility: str, owner: str = "alice"):
+        box_owner = alice
+        if owner == "acme":
+            box_owner = services.org_create(actor=alice, name="acme")
+        box = ResourceFactory(owner=box_owner, name="box", type="secret",
+                              config={"provider": "aws"}, visibility=visibility)
         AccessGrant.objects.create(resource=box, user=people["wendy"], level=W)
         AccessGrant.objects.create(resource=box, user=people["rita"], level=R)
         services.secret_set_values(actor=alice, resource=box, values={"KEY": "v1"})
@@ -122,17 +144,194 @@ def test_resource_endpoint_status(world, api, endpoint, caller, visibility):
     check_endpoint(api, tokens[caller], endpoint, caller, visibility)
 
 
-def check_endpoint(api, token, endpoint, caller, visibility):
-    """Call ``endpoint`` as ``caller`` and assert the status (and error shape)
-    the rules above give. Other suites' matrices (compute's) use it too."""
+@pytest.fixture
+def org_world(world):
+    """``world`` for a box owned by alice or by acme, with acme's callers:
+    olga admin, mia member, nora in no org, tom in team acme/ml (a write
+    grant on the box), service accounts ci (member; read and write tokens),
+    ops (admin) and gone (deleted after its token was made)."""
+    from registry.models import User
+
+    def build(visibility: str, owner: str):
+        box, tokens = world(visibility, owner)
+        alice = User.objects.get(username="alice")
+        org = (User.objects.get(username="acme") if owner == "acme"
+               else services.org_create(actor=alice, name="acme"))
+        people = {name: UserFactory(username=name) for name in ("olga", "mia", "nora", "tom")}
+        services.org_members_add(actor=alice, org=org, users=["olga"], role="admin")
+        services.org_members_add(actor=alice, org=org, users=["mia", "tom"])
+        team = services.team_create(actor=alice, org=org, name="ml")
+        services.team_members_add(actor=alice, team=team, users=["tom"])
+        labs = services.org_create(actor=alice, name="labs")  # where owners may transfer to
+        services.org_members_add(actor=alice, org=labs, users=["olga"], role="admin")
+        services.resource_share(actor=box.owner if owner == "alice" else alice, resource=box,
+                                teams=["acme/ml"], level="write")
+        accounts = {}
+        for name, role in (("ci", "member"), ("ops", "admin"), ("gone", "member")):
+            accounts[name] = services.service_account_create(actor=alice, org=org, name=name,
+                                                             role=role)
+
+        def sa_token(name, scope="write"):
+            return services.service_account_token_create(
+                actor=alice, account=accounts[name], name="t", scope=scope)[1]
+
+        tokens.update({
+            "org_admin": make_token(people["olga"]),
+            "org_member": make_token(people["mia"]),
+            "non_member": make_token(people["nora"]),
+            "team_member": make_token(people["tom"]),
+            "sa_read": sa_token("ci", "read"),
+            "sa_write": sa_token("ci"),
+            "sa_admin": sa_token("ops"),
+            "sa_deleted": sa_token("gone"),
+        })
+        services.service_account_delete(actor=alice, account=accounts["gone"])
+        return box, tokens
+
+    return build
+
+
+# Resource endpoints that need an organisation around: in the org matrix only.
+ORG_RESOURCE_ENDPOINTS = [
+    ("access-revoke-team", "delete", f"{BASE}/-/access/team/acme/ml", None, W, 204),
+    ("transfer", "post", f"{BASE}/-/transfer", {"to": "labs"}, OWN, 200),
+    ("access-share-team", "put", f"{BASE}/-/access", {"teams": ["acme/ml"], "level": "read"},
+     W, 200),
+]
+
+
+def _on(endpoint, owner):
     name, method, path, body, needed, success = endpoint
+    return name, method, path.replace("alice/box", f"{owner}/box"), body, needed, success
+
+
+def _rolled_back(call):
+    """Run one request in a savepoint that is rolled back, so many cases share
+    one world (building it is most of a case's time). The access epoch is
+    bumped afterwards: nothing cached inside may outlive the rollback."""
+    from django.db import transaction
+
+    from registry import authcache
+
+    with transaction.atomic():
+        result = call()
+        transaction.set_rollback(True)
+    authcache._new_epoch()
+    return result
+
+
+@pytest.mark.parametrize("owner", OWNERS)
+@pytest.mark.parametrize("visibility", VISIBILITIES)
+def test_org_resource_endpoint_status(org_world, api, visibility, owner):
+    """Every resource endpoint, as every caller (person and organisation ones),
+    on a box of alice's and of acme's. One world per owner and visibility;
+    each request is rolled back (see ``_rolled_back``)."""
+    _, tokens = org_world(visibility, owner)
+    wrong = []
+    for endpoint in RESOURCE_ENDPOINTS + ORG_RESOURCE_ENDPOINTS:
+        for caller in CALLERS + ORG_CALLERS:
+            if owner == "alice" and caller in CALLERS and endpoint in RESOURCE_ENDPOINTS:
+                continue  # test_resource_endpoint_status runs these
+            success = None
+            if endpoint[0] == "transfer" and caller == "sa_admin":
+                success = 403  # owner of the box, but only a person moves resources
+            if endpoint[0] == "access-share-team" and caller == "writer":
+                success = 400  # may share, but wendy is in no team of acme: unknown to her
+            try:
+                _rolled_back(lambda e=endpoint, c=caller, s=success: check_endpoint(
+                    api, tokens[c], _on(e, owner), c, visibility, owner, success=s))
+            except AssertionError as exc:
+                wrong.append(str(exc)[:400])
+    assert not wrong, "\n".join(wrong)
+
+
+def check_endpoint(api, token, endpoint, caller, visibility, owner="alice", success=None):
+    """Call ``endpoint`` as ``caller`` and assert the status (and error shape)
+    the rules above give (``success``: what a caller with the level needed
+    gets instead, where that differs). Other suites' matrices (compute's) use it too."""
+    name, method, path, body, needed, success_status = endpoint
+    success = success_status if success is None else success
     api.as_token(token)
     response = getattr(api, method)(path, body, format="json") if body else getattr(api, method)(path)
-    expected = expected_status(caller, visibility, method, needed, success)
+    expected = expected_status(caller, visibility, method, needed, success, owner)
     assert response.status_code == expected, (name, caller, visibility, response.content[:300])
     if expected >= 400:
         error = response.json()["error"]
         assert error["code"] and error["message"]
+
+
+# Organisation endpoints, on acme: what each needs of the caller's role there.
+ORG = "/api/v1/orgs/acme"
+ORG_ENDPOINTS = [
+    ("org-list", "get", "/api/v1/orgs", None, "anyone", 200),
+    ("org-create", "post", "/api/v1/orgs", {"name": "neworg"}, "person", 201),
+    ("org-detail", "get", ORG, None, "member", 200),
+    ("org-members", "get", f"{ORG}/members", None, "member", 200),
+    ("org-members-add", "put", f"{ORG}/members", {"users": ["carol"]}, "admin", 200),
+    ("org-member-remove", "delete", f"{ORG}/members/mia", None, "admin", 204),
+    ("org-teams", "get", f"{ORG}/teams", None, "member", 200),
+    ("org-team-create", "post", f"{ORG}/teams", {"name": "new"}, "admin", 201),
+    ("org-team", "get", f"{ORG}/teams/ml", None, "member", 200),
+    ("org-team-delete", "delete", f"{ORG}/teams/ml", None, "admin", 204),
+    ("org-team-members-add", "put", f"{ORG}/teams/ml/members", {"users": ["mia"]}, "admin", 200),
+    ("org-team-member-remove", "delete", f"{ORG}/teams/ml/members/tom", None, "admin", 204),
+    ("sa-list", "get", f"{ORG}/service-accounts", None, "admin", 200),
+    ("sa-create", "post", f"{ORG}/service-accounts", {"name": "new"}, "admin", 201),
+    ("sa-detail", "get", f"{ORG}/service-accounts/ci", None, "admin", 200),
+    ("sa-delete", "delete", f"{ORG}/service-accounts/ci", None, "admin", 204),
+    ("sa-tokens", "get", f"{ORG}/service-accounts/ci/tokens", None, "admin", 200),
+    ("sa-token-create", "post", f"{ORG}/service-accounts/ci/tokens", {"name": "x"}, "admin", 201),
+    ("sa-token-revoke", "delete", f"{ORG}/service-accounts/ci/tokens/{{ci_token}}", None,
+     "admin", 204),
+    ("org-audit", "get", "/api/v1/audit?org=acme", None, "admin", 200),
+]
+ORG_ROLES = {"owner": "admin", "read_token": "admin", "org_admin": "admin", "sa_admin": "admin",
+             "org_member": "member", "team_member": "member", "sa_read": "member",
+             "sa_write": "member"}
+SERVICE_ACCOUNTS = {"sa_read", "sa_write", "sa_admin"}
+
+
+def test_org_endpoint_status(org_world, api):
+    """Every organisation endpoint as every caller; each request rolled back."""
+    from registry.models import ServiceAccount
+
+    _, tokens = org_world("private", "acme")
+    ci = ServiceAccount.objects.get(name="ci")
+    ci_token = ApiToken.objects.filter(user=ci.user).first().pk
+    wrong = []
+    for endpoint in ORG_ENDPOINTS:
+        for caller in CALLERS + ORG_CALLERS:
+            try:
+                _rolled_back(lambda e=endpoint, c=caller: _check_org_endpoint(
+                    api, tokens[c], e, c, ci_token))
+            except AssertionError as exc:
+                wrong.append(str(exc)[:400])
+    assert not wrong, "\n".join(wrong)
+
+
+def _check_org_endpoint(api, token, endpoint, caller, ci_token):
+    name, method, path, body, needs, success = endpoint
+    path = path.format(ci_token=ci_token)
+    api.as_token(token)
+    response = getattr(api, method)(path, body, format="json") if body else getattr(api, method)(path)
+    role = ORG_ROLES.get(caller)
+    if caller in ("anonymous", "expired", "revoked", "sa_deleted"):
+        expected = 401
+    elif caller in READ_SCOPED and method in UNSAFE:
+        expected = 403
+    elif needs == "anyone":
+        expected = success
+    elif needs == "person":
+        expected = 400 if caller in SERVICE_ACCOUNTS else success
+    elif role is None:
+        expected = 404  # not a member: the org is not there for them
+    elif needs == "admin" and role != "admin":
+        expected = 403
+    else:
+        expected = success
+    assert response.status_code == expected, (name, caller, response.content[:300])
+    if expected >= 400:
+        assert response.json()["error"]["message"]
 
 
 # Endpoints that are not about one resource: only the credential matters.
@@ -201,6 +400,12 @@ def test_matrix_covers_every_api_route():
         "token-current",
         "resource-list", "invitation-list", "auth-login", "invitation-accept",
         "invitation-detail",
+        # organisations: test_org_endpoint_status, test_org_resource_endpoint_status
+        "org-list", "org-detail", "org-member-list", "org-member-detail", "org-team-list",
+        "org-team-detail", "org-team-member-list", "org-team-member-detail",
+        "org-service-account-list", "org-service-account-detail",
+        "org-service-account-token-list", "org-service-account-token-detail",
+        "resource-access-team", "resource-transfer",
     } | CLUSTER_ROUTE_NAMES  # the cluster endpoints' matrix: tests/compute/test_cluster_access.py
     api_names = set()
     for pattern in get_resolver().url_patterns:

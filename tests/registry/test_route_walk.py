@@ -100,6 +100,10 @@ def world():
     AccessGrant.objects.create(resource=train, user=bob, level=AccessLevel.READ)
     services.resource_share(actor=alice, resource=train, users=["carol@example.com"], level="read")
     invitation = services.invitation_send(actor=alice, email="dan@example.com")
+    org = services.org_create(actor=alice, name="acme")
+    services.org_members_add(actor=alice, org=org, users=["bob"])
+    services.team_create(actor=alice, org=org, name="ml")
+    services.service_account_create(actor=alice, org=org, name="ci")
     spare = make_token(alice)  # the one DELETE /tokens/<id> may revoke
     return {
         "alice": alice,
@@ -121,7 +125,9 @@ def _good_arguments(route: Route, world: dict[str, Any]) -> dict[str, Any]:
     values = {"address": address, "number": "1", "who": "bob", "token": world["invitation"],
               "token_id": world["spare_id"], "owner": "alice", "uidb64": "MQ",
               # /rh/ routes: runhouse's owner:name URIs
-              "uri": address.replace("/", ":"), "username": "bob", "sha": "0" * 64}
+              "uri": address.replace("/", ":"), "username": "bob", "sha": "0" * 64,
+              # organisations
+              "org": "acme", "team": "ml", "name": "ci"}
     if name == "password-reset-confirm":
         values["token"] = "set-password"
     return {key: values[key] for key in route.arguments}

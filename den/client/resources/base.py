@@ -291,6 +291,7 @@ class Resource:
         users: str | Iterable[str] | None,
         access_level: str,
         visibility: str | None,
+        teams: str | Iterable[str] | None = None,
     ) -> Op[dict[str, Any]]:
         if access_level not in ACCESS_LEVELS:
             raise ValidationError(
@@ -303,8 +304,12 @@ class Resource:
         assert self.address is not None
         result: dict[str, Any] = {"granted": [], "invited": []}
         names = _users(users) if users else []
-        if names:
-            result = yield from api.access_grant(self.address, names, access_level)
+        team_names = _users(teams) if teams else []
+        for team in team_names:
+            if team.count("/") != 1:
+                raise ValidationError(f"A team is named org/team, not {team!r}.", field="teams")
+        if names or team_names:
+            result = yield from api.access_grant(self.address, names, access_level, team_names)
         if visibility is not None:
             data = yield from api.resource_patch(self.address, visibility=visibility)
             self._apply({key: value for key, value in data.items() if key != "config"})
@@ -315,26 +320,32 @@ class Resource:
         users: str | Iterable[str] | None = None,
         access_level: str = "read",
         visibility: str | None = None,
+        *,
+        teams: str | Iterable[str] | None = None,
     ) -> dict[str, Any]:
-        """Give users (usernames or emails) ``read`` or ``write`` access; optionally
-        set ``visibility`` (``private``, ``unlisted``, ``public``).
+        """Give users (usernames or emails) and teams (``teams=["acme/ml"]``)
+        ``read`` or ``write`` access; optionally set ``visibility``
+        (``private``, ``unlisted``, ``public``).
 
         Saves the resource first if it was never saved. Returns the server's
-        ``{"granted": [...], "invited": [...]}``: emails without an account get
-        an invitation.
+        ``{"granted": [...], "invited": [...]}`` (and ``"teams"``): emails
+        without an account get an invitation.
         """
         session = self._sess()
-        return run(self._share_op(session, users, access_level, visibility), session)
+        return run(self._share_op(session, users, access_level, visibility, teams), session)
 
     async def ashare(
         self,
         users: str | Iterable[str] | None = None,
         access_level: str = "read",
         visibility: str | None = None,
+        *,
+        teams: str | Iterable[str] | None = None,
     ) -> dict[str, Any]:
         """Async :meth:`share`."""
         session = self._sess()
-        return await arun(self._share_op(session, users, access_level, visibility), session)
+        return await arun(self._share_op(session, users, access_level, visibility, teams),
+                          session)
 
     def _revoke_op(self, session: Session, users: str | Iterable[str]) -> Op[None]:
         address = yield from self._resolve_own_address(session)

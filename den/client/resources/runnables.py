@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Self  # novm: Python 3.11; the node imports this module on 3.9 too
 
     from den.client import remote
+    from den.client.refs import Ref
 
 
 class _Targeted:
@@ -191,11 +192,12 @@ class Runnable(Resource):
     def _local_object(self) -> Any:
         return None
 
-    def _call(self, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _call(self, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
+              keep: float | None = None) -> Any:
         from den.client import remote
 
         with self._target() as target:
-            return remote.call(target, method, args, kwargs)
+            return remote.call(target, method, args, kwargs, keep=keep)
 
     def to(
         self,
@@ -304,6 +306,17 @@ class Function(Runnable):
         import asyncio
 
         return await asyncio.to_thread(self.__call__, *args, **kwargs)
+
+    def remote(self, *args: Any, **kwargs: Any) -> Ref:
+        """Call the function on its cluster, keeping the result there: returns a
+        :class:`den.Ref` (a few hundred bytes) instead of the result. Pass the ref to
+        functions on the same cluster, which get the object itself; ``ref.get()``
+        fetches it. It is kept for a day; :meth:`keep_for` chooses."""
+        return self.keep_for(REF_SECONDS).remote(*args, **kwargs)
+
+    def keep_for(self, seconds: float) -> Keeping:
+        """``fn.keep_for(3600).remote(x)``: :meth:`remote`, kept that many seconds."""
+        return Keeping(self, None, seconds)
 
 
 class Module(Runnable):
@@ -441,6 +454,14 @@ class MethodHandle:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.instance._call(self.name, args, kwargs)
 
+    def remote(self, *args: Any, **kwargs: Any) -> Ref:
+        """Call the method, keeping the result on the cluster as a :class:`den.Ref`."""
+        return Keeping(self.instance, self.name, REF_SECONDS).remote(*args, **kwargs)
+
+    def keep_for(self, seconds: float) -> Keeping:
+        """``m.predict.keep_for(3600).remote(x)``: :meth:`remote`, kept that many seconds."""
+        return Keeping(self.instance, self.name, seconds)
+
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Call the method without blocking the event loop."""
         import asyncio
@@ -449,3 +470,33 @@ class MethodHandle:
 
     def __repr__(self) -> str:
         return f"<remote method {self.name} of {self.instance!r}>"
+
+
+#: How long ``.remote(...)`` keeps a result on the cluster by default (a day).
+REF_SECONDS = 86400.0
+
+
+class Keeping:
+    """A call whose result stays on the cluster (``fn.keep_for(seconds).remote(...)``)."""
+
+    def __init__(self, runnable: Runnable, method: str | None, seconds: float) -> None:
+        if not seconds > 0:
+            raise ValidationError("keep_for needs a number of seconds above 0.", field="seconds")
+        self.runnable = runnable
+        self.method = method
+        self.seconds = float(seconds)
+
+    def remote(self, *args: Any, **kwargs: Any) -> Ref:
+        """Run the call on the cluster; return a :class:`den.Ref` to its result."""
+        runnable = self.runnable
+        if runnable.system is None:
+            from den.client.errors import NoRunningCluster
+
+            raise NoRunningCluster(
+                f"{runnable._label()} has no cluster: .remote() keeps results on a cluster; "
+                "send it to one with .to(cluster) first."
+            )
+        if self.method is None and runnable.signature_data and isinstance(runnable, Function):
+            runnable.signature.bind(*args, **kwargs)
+        result: Ref = runnable._call(self.method, args, kwargs, keep=self.seconds)
+        return result
