@@ -45,6 +45,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from compute import hostcreds
 from compute.backends import (
     BackendError,
     ClusterBackend,
@@ -334,6 +335,21 @@ def cluster_set_autostop(*, actor: Any, resource: Resource, autostop_mins: Any) 
     return state
 
 
+def cluster_forget_host_key(*, actor: Any, resource: Resource, host: Any) -> list[str]:
+    """Forget the SSH host key den trusts for one of the cluster's hosts (it
+    was reinstalled, and den now refuses its new key); the next start trusts
+    the key the host presents then. Audited; returns the hosts forgotten."""
+    require_cluster(resource)
+    if not isinstance(host, str) or not host.strip():
+        raise InvalidInput("host must be one of the cluster's host addresses, such as "
+                           "10.0.0.5 (or 10.0.0.5:2222).", field="host")
+    forgotten = hostcreds.forget_host_key(actor=actor, resource=resource, host=host.strip())
+    if not forgotten:
+        raise NotFound(f"den trusts no SSH host key for {host.strip()} on {resource.address}.",
+                       code="no_host_key")
+    return forgotten
+
+
 @transaction.atomic
 def cluster_record_heartbeat(
     *,
@@ -550,6 +566,12 @@ def cluster_run_up(*, state_id: int, seq: int, claim: str) -> str:
         require_local_allowed(state.resource, backend.name)
     except PermissionDenied as exc:
         _fail_start(state_id=state_id, seq=seq, message=exc.message)
+        return "failed"
+    try:
+        # The owner may have lost access to the creds or env since saving.
+        hostcreds.require_usable_references(state.resource)
+    except BackendError as exc:
+        _fail_start(state_id=state_id, seq=seq, message=str(exc), details=exc.details)
         return "failed"
     token = _mint_cluster_token(state, seq)
     if token is None:

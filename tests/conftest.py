@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import UserFactory, make_token
 
-pytest_plugins = ["tests.celery_worker"]
+pytest_plugins = ["tests.celery_worker", "tests.sshhosts"]
 
 
 def pytest_configure(config):

@@ -29,7 +29,8 @@ as launched machines)::
     site.close()
 
 ``hosts_available()`` says why not when this machine cannot make them
-(tests skip then). ``Host.processes()`` lists the host user's processes
+(tests skip then). The ``ssh_site`` fixture (this module is a pytest plugin)
+is two hosts for the whole session, with den's live server exposed. ``Host.processes()`` lists the host user's processes
 (pid -> argv), ``Host.files()`` what is in its home.
 """
 
@@ -51,6 +52,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -90,8 +92,10 @@ def _keypair() -> tuple[str, str]:
 
 @dataclass
 class Host:
-    """One test host: reach it at ``ip``:``port`` as ``user`` with ``private_key_pem``;
-    ``host_key`` is its sshd's public host key (``ssh-ed25519 AAAA...``)."""
+    """One test host: reach it at ``ip``:``port`` as ``user`` with ``private_key_pem``
+    (the same user and key on every host of a site); ``host_key`` is its
+    sshd's public host key (``ssh-ed25519 AAAA...``); ``home`` is this host's
+    own disk, as this machine sees it."""
 
     ip: str
     user: str
@@ -103,15 +107,22 @@ class Host:
     uid: int = -1
     sshd_pid: int = 0
     host_key_path: Path = Path("/nonexistent")
+    #: The user's home as the host sees it (``home`` is mounted there).
+    nominal_home: Path = Path("/nonexistent")
 
     def processes(self) -> dict[int, list[str]]:
-        """This host user's live processes: pid -> argv (zombies left out)."""
+        """The host user's live processes on this host (its network namespace):
+        pid -> argv (zombies left out)."""
         found: dict[int, list[str]] = {}
+        try:
+            netns = os.stat(f"/run/netns/{self.netns}").st_ino
+        except OSError:
+            return found
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                if entry.stat().st_uid != self.uid:
+                if entry.stat().st_uid != self.uid or os.stat(entry / "ns" / "net").st_ino != netns:
                     continue
                 args = [a.decode(errors="replace")
                         for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
@@ -123,10 +134,14 @@ class Host:
 
     def files(self) -> list[str]:
         """Paths under the user's home (relative), skipping the test's own ``.ssh``."""
-        if not self.home.exists():
-            return []
-        return sorted(str(p.relative_to(self.home)) for p in self.home.rglob("*")
-                      if p.relative_to(self.home).parts[0] != ".ssh")
+        found = []
+        # os.walk ignores folders that vanish meanwhile (a teardown under way).
+        for folder, dirs, names in os.walk(self.home):
+            rel = Path(folder).relative_to(self.home)
+            if rel.parts[:1] == (".ssh",):
+                continue
+            found += [str(rel / n) for n in (*dirs, *names) if (rel / n).parts[0] != ".ssh"]
+        return sorted(found)
 
     def kill_processes(self) -> None:
         """kill -9 every process of this host's user (cleanup)."""
@@ -145,7 +160,7 @@ class Host:
             os.kill(self.sshd_pid, signal.SIGTERM)
         _wait_gone(self.sshd_pid)
         self.sshd_pid = _start_sshd(self.netns, self.host_key_path.parent / "sshd_config",
-                                    self.ip, self.port)
+                                    self.ip, self.port, self.home, self.nominal_home)
         return public
 
 
@@ -157,9 +172,16 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def _start_sshd(netns: str, config: Path, ip: str, port: int) -> int:
+def _start_sshd(netns: str, config: Path, ip: str, port: int, home: Path,
+                nominal_home: Path) -> int:
+    """sshd in ``netns`` and in a mount namespace of its own where this host's
+    ``home`` is mounted on the user's ``nominal_home``: every host of a site
+    has the same user, each with a disk of its own."""
     log = open(config.parent / "sshd.log", "ab")  # noqa: SIM115 (kept by the child)
-    process = subprocess.Popen(["ip", "netns", "exec", netns, SSHD, "-D", "-e", "-f", str(config)],
+    script = 'mount --bind "$1" "$2" && exec "$3" -D -e -f "$4"'
+    process = subprocess.Popen(["ip", "netns", "exec", netns, "unshare", "--mount",
+                                "--propagation", "private", "--", "sh", "-c", script, "sh",
+                                str(home), str(nominal_home), SSHD, str(config)],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                start_new_session=True)
     log.close()
@@ -191,7 +213,8 @@ def _port_open_in(netns: str, ip: str, port: int) -> bool:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _socket_in(netns: str, address: tuple[str, int]) -> socket.socket:
+def _socket_in(netns: str, address: tuple[str, int],
+               family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
     """A listening TCP socket bound inside ``netns`` (setns on a throwaway thread:
     a network namespace switch is per thread, and sockets keep theirs)."""
     result: list[socket.socket | BaseException] = []
@@ -201,7 +224,7 @@ def _socket_in(netns: str, address: tuple[str, int]) -> socket.socket:
             with open(f"/run/netns/{netns}") as handle:
                 if _libc.setns(handle.fileno(), _CLONE_NEWNET) != 0:
                     raise OSError(ctypes.get_errno(), f"setns {netns}")
-            sock = socket.socket()
+            sock = socket.socket(family)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)
             sock.listen(64)
@@ -265,17 +288,26 @@ class Site:
     hosts: list[Host] = field(default_factory=list)
     netns: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
+    #: The one user every host of the site has, and its key (as on a real cluster).
+    user: str = ""
+    private_key_pem: str = field(default="", repr=False)
+    public_key: str = ""
+    uid: int = -1
+    nominal_home: Path = Path("/nonexistent")
     _stop: threading.Event = field(default_factory=threading.Event)
     _listeners: list[socket.socket] = field(default_factory=list)
     closed: bool = False
 
     def expose(self, port: int) -> None:
-        """Make ``127.0.0.1:port`` inside every host reach ``127.0.0.1:port`` here."""
+        """Make ``localhost:port`` (127.0.0.1 and ::1) inside every host reach
+        ``127.0.0.1:port`` here."""
         for host in self.hosts:
-            listener = _socket_in(host.netns, ("127.0.0.1", port))
-            self._listeners.append(listener)
-            threading.Thread(target=_relay, args=(listener, ("127.0.0.1", port), self._stop),
-                             daemon=True).start()
+            for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                listener = _socket_in(host.netns, (address, port), family)
+                self._listeners.append(listener)
+                threading.Thread(target=_relay,
+                                 args=(listener, ("127.0.0.1", port), self._stop),
+                                 daemon=True).start()
 
     def close(self) -> None:
         """End everything this site made: relays, sshd and user processes (by
@@ -346,6 +378,16 @@ def make_hosts(n: int, *, python_without_venv: bool = False) -> Site:
         _run("ip", "link", "add", site.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{site.gateway}/24", "dev", site.bridge)
         _run("ip", "link", "set", site.bridge, "up")
+        site.user = f"dh{tag}"[:31]
+        site.nominal_home = base / "home"
+        site.nominal_home.mkdir()
+        site.nominal_home.chmod(0o755)
+        _run("useradd", "--no-create-home", "--home-dir", str(site.nominal_home),
+             "--shell", "/bin/sh", "--user-group", site.user)
+        site.users.append(site.user)
+        _run("usermod", "-p", "*", site.user)  # no password, yet not locked (sshd refuses "!")
+        site.uid = pwd.getpwnam(site.user).pw_uid
+        site.private_key_pem, site.public_key = _keypair()
         for number in range(n):
             site.hosts.append(_make_host(site, tag, number, python_without_venv))
     except BaseException:
@@ -371,19 +413,16 @@ def _make_host(site: Site, tag: str, number: int, no_venv: bool) -> Host:
     folder = site.base / f"host{number}"
     folder.mkdir()
     folder.chmod(0o755)  # the user's sshd session must traverse it, whatever the umask
-    user = f"dh{tag}u{number}"[:31]
-    home = folder / "home"
-    _run("useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/sh",
-         "--user-group", user)
-    site.users.append(user)
-    _run("usermod", "-p", "*", user)  # no password, yet not locked (sshd refuses "!")
+    user = site.user
     entry = pwd.getpwnam(user)
-    private, public = _keypair()
+    home = folder / "home"
     ssh_dir = home / ".ssh"
-    ssh_dir.mkdir(mode=0o700)
-    (ssh_dir / "authorized_keys").write_text(public + "\n")
+    ssh_dir.mkdir(parents=True)
+    home.chmod(0o700)
+    ssh_dir.chmod(0o700)
+    (ssh_dir / "authorized_keys").write_text(site.public_key + "\n")
     (ssh_dir / "authorized_keys").chmod(0o600)
-    for path in (ssh_dir, ssh_dir / "authorized_keys"):
+    for path in (home, ssh_dir, ssh_dir / "authorized_keys"):
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
     path_dirs = "/usr/local/bin:/usr/bin:/bin"
@@ -415,9 +454,10 @@ def _make_host(site: Site, tag: str, number: int, no_venv: bool) -> Host:
         "LogLevel VERBOSE",
         "",
     ]))
-    host = Host(ip=ip, user=user, port=22, private_key_pem=private, host_key=host_public,
-                netns=netns, home=home, uid=entry.pw_uid, host_key_path=host_key_path)
-    host.sshd_pid = _start_sshd(netns, config, ip, 22)
+    host = Host(ip=ip, user=user, port=22, private_key_pem=site.private_key_pem,
+                host_key=host_public, netns=netns, home=home, uid=entry.pw_uid,
+                host_key_path=host_key_path, nominal_home=site.nominal_home)
+    host.sshd_pid = _start_sshd(netns, config, ip, 22, home, site.nominal_home)
     return host
 
 
@@ -440,3 +480,22 @@ def _write_python_without_venv(path: Path) -> None:
         "    raise SystemExit('this test python3 runs only -c and -m')\n"
     )
     path.chmod(0o755)
+
+
+# -- pytest ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ssh_site(live_server):
+    """Two test hosts for the session, from which den's live server is
+    reachable at the same URL as from here (``Site.expose``). Registered as a
+    plugin in tests/conftest.py; skips where hosts cannot be made."""
+    from urllib.parse import urlsplit
+
+    why = hosts_available()
+    if why:
+        pytest.skip(why)
+    site = make_hosts(2)
+    site.expose(int(urlsplit(live_server.url).port or 80))
+    yield site
+    site.close()

@@ -16,6 +16,7 @@ class ClusterStateSerializer(serializers.ModelSerializer):
     autostop_mins = serializers.IntegerField(source="effective_autostop_mins")
     objects = serializers.IntegerField(source="objects_count")
     nodes = serializers.SerializerMethodField()
+    host_keys = serializers.SerializerMethodField()
     cost = serializers.SerializerMethodField()
     stop_tears_down = serializers.SerializerMethodField()
 
@@ -24,7 +25,8 @@ class ClusterStateSerializer(serializers.ModelSerializer):
         fields = [
             "address", "status", "status_changed_at", "daemon_url", "backend",
             "last_heartbeat_at", "last_activity_at", "calls_in_flight", "objects",
-            "autostop_mins", "message", "updated_at", "nodes", "cost", "stop_tears_down",
+            "autostop_mins", "message", "updated_at", "nodes", "host_keys", "cost",
+            "stop_tears_down",
         ]
 
     def get_cost(self, state: ClusterState) -> dict[str, Any] | None:
@@ -43,13 +45,37 @@ class ClusterStateSerializer(serializers.ModelSerializer):
     def get_address(self, state: ClusterState) -> str:
         return state.resource.address
 
+    def get_host_keys(self, state: ClusterState) -> dict[str, str]:
+        """The SSH host keys den trusts for the cluster's hosts, as fingerprints."""
+        from compute.backends.bootstrap import key_fingerprint
+
+        shown = {}
+        for host, key in (state.host_keys or {}).items():
+            try:
+                shown[str(host)] = key_fingerprint(str(key))
+            except Exception:  # an unreadable record shows as such, never a 500
+                shown[str(host)] = "unreadable"
+        return shown
+
     def get_nodes(self, state: ClusterState) -> list[dict[str, Any]]:
         """Where callers reach each node, the head first (what a backend put in
         ``Launched.handles["nodes"]``; only the fields callers need)."""
         if state.status not in ("up", "unreachable") or not state.daemon_url:
             return []
-        nodes = (state.handles or {}).get("nodes") or [{"url": state.daemon_url}]
-        return [{"url": str(node.get("url") or "")} for node in nodes if isinstance(node, dict)]
+        handles = state.handles or {}
+        nodes = handles.get("nodes") or [{"url": state.daemon_url}]
+        cert = handles.get("tls_cert")
+        shown = []
+        for node in nodes:
+            if not isinstance(node, dict):
+                continue
+            entry: dict[str, Any] = {"url": str(node.get("url") or "")}
+            if cert and node.get("tls_fingerprint"):
+                # What a caller pins: the certificate den made for this start.
+                entry["tls_fingerprint"] = str(node["tls_fingerprint"])
+                entry["tls_cert"] = str(cert)
+            shown.append(entry)
+        return shown
 
 
 class ClusterEventSerializer(serializers.ModelSerializer):
@@ -118,3 +144,9 @@ class DeploymentAnswerSerializer(serializers.Serializer):
     spec = serializers.JSONField()
     restores_state = serializers.CharField()
     code = serializers.CharField(allow_null=True)
+
+
+class ForgetHostKeySerializer(serializers.Serializer):
+    """``{"host": "10.0.0.5"}`` (or ``"10.0.0.5:2222"``): which host's key to forget."""
+
+    host = serializers.CharField(max_length=300)

@@ -19,6 +19,8 @@ urlpatterns = [
     re_path(rf"{CLUSTER}/autostop$", views.ClusterAutostopView.as_view(),
             name="cluster-autostop"),
     re_path(rf"{CLUSTER}/events$", views.ClusterEventsView.as_view(), name="cluster-events"),
+    re_path(rf"{CLUSTER}/forget-host-key$", views.ClusterForgetHostKeyView.as_view(),
+            name="cluster-forget-host-key"),
     re_path(rf"{CLUSTER}/probe$", views.ClusterProbeView.as_view(), name="cluster-probe"),
     re_path(rf"^resources/{ADDRESS}/-/deployment$", views.DeploymentView.as_view(),
             name="deployment"),

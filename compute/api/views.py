@@ -121,6 +121,22 @@ class ClusterAutostopView(ClusterAPIView):
         return _state_response(resource)
 
 
+class ClusterForgetHostKeyView(ClusterAPIView):
+    """``POST .../-/cluster/forget-host-key`` ``{"host": "10.0.0.5"}``: stop
+    trusting the SSH host key den recorded for a host (write access), so the
+    next start trusts the key it finds: for a host that was reinstalled."""
+
+    allow_anonymous_read = False
+
+    @extend_schema(request=s.ForgetHostKeySerializer, responses={200: s.ClusterStateSerializer})
+    def post(self, request: Request, address: str) -> Response:
+        resource = self.cluster(WRITE)
+        data = self.parse(s.ForgetHostKeySerializer)
+        services.cluster_forget_host_key(actor=request.user, resource=resource,
+                                         host=data["host"])
+        return _state_response(resource)
+
+
 def _event_id(raw: str | None, field: str) -> int | None:
     if raw is None or raw == "":
         return None

@@ -1,9 +1,10 @@
 """Cluster backends behind one interface (:mod:`compute.backends.base`).
 
 ``local`` runs the daemon as a process beside the worker (development and
-tests) and ``skypilot`` (clouds, Kubernetes; SkyPilot itself is imported only
-by its adapter, inside worker tasks) register here, ``ssh`` (existing hosts)
-when it lands; a cluster's ``provider`` picks its backend.
+tests), ``ssh`` (existing hosts, :mod:`compute.backends.ssh` on
+:mod:`compute.backends.bootstrap`) and ``skypilot`` (clouds, Kubernetes; SkyPilot
+itself is imported only by its adapter, inside worker tasks) register here; a
+cluster's ``provider`` picks its backend.
 :mod:`compute.backends.node_runtime` packs what a daemon needs for a host's own
 python3 (the local backend uses it when den is root; hosts without internet can).
 """
@@ -70,4 +71,4 @@ def get_backend(name: str) -> ClusterBackend:
 def _load_builtin() -> None:
     # Imported lazily: backends may import heavy SDKs (SkyPilot) that the web
     # processes never need.
-    from compute.backends import local, skypilot  # noqa: F401
+    from compute.backends import local, skypilot, ssh  # noqa: F401

@@ -40,6 +40,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -312,7 +313,8 @@ def build_runtime(target: Interpreter, cache_dir: Path) -> RuntimeArchive:
     archive = cache_dir / f"den-node-runtime-{sha}.tar.gz"
     if not archive.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cache_dir / f".{archive.name}.{os.getpid()}.partial"
+        # Unique per thread too: one worker may build for several hosts at once.
+        partial = cache_dir / f".{archive.name}.{os.getpid()}.{threading.get_ident()}.partial"
         try:
             _write_archive(partial, files, manifest)
             os.replace(partial, archive)

@@ -76,6 +76,10 @@ class ClusterState(models.Model):
         help_text="What the backend needs to find the cluster again (a PID, a request id).",
     )
     daemon_url = models.CharField(max_length=300, blank=True, default="")
+    host_keys = models.JSONField(
+        default=dict, blank=True,
+        help_text="SSH host keys den trusts for the cluster's hosts, trusted on first use: "
+                  "host (host:port when not 22) -> OpenSSH public key line.")
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     last_activity_at = models.DateTimeField(null=True, blank=True)
     calls_in_flight = models.PositiveIntegerField(default=0)

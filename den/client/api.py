@@ -350,6 +350,15 @@ def cluster_events(address: str, limit: int = 50) -> Op[list[dict[str, Any]]]:
     return events
 
 
+def cluster_forget_host_key(address: str, host: str) -> Op[dict[str, Any]]:
+    """``POST .../-/cluster/forget-host-key``: stop trusting the SSH host key den
+    recorded for ``host``, so the next start trusts the one it finds."""
+    reply = yield Call("POST", f"{_path(address)}/-/cluster/forget-host-key",
+                       json={"host": host})
+    data: dict[str, Any] = reply.data or {}
+    return data
+
+
 def cluster_probe(address: str) -> Op[dict[str, Any]]:
     """``POST .../-/cluster/probe``: tell den its daemon did not answer; den checks
     it now and answers the status (``unreachable`` if it is gone). ``address``

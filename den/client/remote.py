@@ -104,7 +104,34 @@ _lock = threading.Lock()
 #: One pooled daemon client per (daemon URL, token, output callback).
 _nodes: dict[tuple[str, str | None, Any], NodeClient] = {}
 #: Daemon URL per (den URL, cluster address), refreshed when it stops answering.
-_urls: dict[tuple[str | None, str], str] = {}
+_urls: dict[tuple[str | None, str, int], str] = {}
+#: What to pin for an HTTPS daemon, per URL: (certificate PEM, fingerprint), as
+#: den gave them in the cluster's status (a new start makes a new certificate).
+_tls: dict[str, tuple[str, str]] = {}
+
+
+def _remember_tls(status: dict[str, Any]) -> None:
+    """Keep the certificate den gives for each of a cluster's HTTPS nodes; a
+    daemon client made with an older certificate is dropped."""
+    for node in status.get("nodes") or ():
+        if not isinstance(node, dict) or not node.get("tls_cert"):
+            continue
+        url = str(node.get("url") or "")
+        pin = (str(node["tls_cert"]), str(node.get("tls_fingerprint") or ""))
+        if url and _tls.get(url) != pin:
+            _tls[url] = pin
+            _forget_node(url)
+
+
+def node_url(status: dict[str, Any], node: int | None) -> str | None:
+    """The URL of node ``node`` of a cluster (0 or None: the head)."""
+    if not node:
+        return str(status["daemon_url"]) if status.get("daemon_url") else None
+    nodes = status.get("nodes") or []
+    if not isinstance(node, int) or not 0 <= node < len(nodes):
+        raise ValidationError(f"node={node!r}: the cluster has {len(nodes)} node(s), numbered "
+                              f"from 0 (the head) to {max(len(nodes) - 1, 0)}.", field="node")
+    return str(nodes[node]["url"])
 
 
 def _after_fork_in_child() -> None:
@@ -185,6 +212,9 @@ class Target:
     init_args: tuple[tuple[Any, ...], dict[str, Any]] | None = None
     #: What this process put on a daemon for it (set here when it puts it).
     deployment: Deployment | None = None
+    #: The node of a cluster with several it runs on (``.to(cluster, node=1)``;
+    #: None: the head), kept in its config as ``node``.
+    node: int | None = None
 
     @property
     def is_class(self) -> bool:
@@ -255,11 +285,15 @@ def cluster_status(session: Session, address: str, what: str,
     its cluster to anyone who may call it, when the cluster is its owner's.
     """
     try:
-        return run(api.cluster_status(address), session)
+        status = run(api.cluster_status(address), session)
+        _remember_tls(status)
+        return status
     except NotFound:
         if via:
             try:
-                return run(api.cluster_status(via), session)
+                status = run(api.cluster_status(via), session)
+                _remember_tls(status)
+                return status
             except NotFound:
                 pass
         raise NotFound(
@@ -295,20 +329,22 @@ def _not_up(session: Session, address: str, status: dict[str, Any],
 
 
 def daemon_url(session: Session, address: str, what: str, *, refresh: bool = False,
-               via: str | None = None) -> str:
-    """The URL of the cluster's node daemon, from den (cached until it stops answering)."""
-    key = (session.url, address)
+               via: str | None = None, node: int | None = None) -> str:
+    """The URL of the cluster's node daemon (the head's, or node ``node``'s),
+    from den (cached until it stops answering)."""
+    key = (session.url, address, node or 0)
     if not refresh:
         cached = _urls.get(key)
         if cached:
             return cached
     status = cluster_status(session, address, what, via)
-    url = status.get("daemon_url")
-    if status.get("status") != "up" or not url:
+    if status.get("status") != "up" or not status.get("daemon_url"):
         _urls.pop(key, None)
         raise _not_up(session, address, status, what)
-    _urls[key] = str(url)
-    return str(url)
+    url = node_url(status, node)
+    assert url is not None
+    _urls[key] = url
+    return url
 
 
 def probe(session: Session, address: str, what: str, via: str | None = None
@@ -318,27 +354,32 @@ def probe(session: Session, address: str, what: str, via: str | None = None
     ``via``: the saved function or module being called, for a caller who may
     call it but not see its cluster."""
     try:
-        return run(api.cluster_probe(address), session)
+        status = run(api.cluster_probe(address), session)
     except NotFound:
         if not via:
             raise
-        return run(api.cluster_probe(via), session)
+        status = run(api.cluster_probe(via), session)
+    _remember_tls(status)
+    return status
 
 
-def _after_unreachable(session: Session, address: str, what: str, via: str | None) -> str:
+def _after_unreachable(session: Session, address: str, what: str, via: str | None,
+                       node: int | None = None) -> str:
     """A call could not reach the daemon: have den check it, and return the URL
     den now gives (the same one if den still reaches the daemon). Raises
     NoRunningCluster when den finds the daemon gone."""
-    _urls.pop((session.url, address), None)
+    for key in [k for k in _urls if k[:2] == (session.url, address)]:
+        _urls.pop(key, None)
     try:
         status = probe(session, address, what, via)
     except DenError:
         status = cluster_status(session, address, what, via)
-    url = status.get("daemon_url")
-    if status.get("status") != "up" or not url:
+    if status.get("status") != "up" or not status.get("daemon_url"):
         raise _not_up(session, address, status, what)
-    _urls[(session.url, address)] = str(url)
-    return str(url)
+    url = node_url(status, node)
+    assert url is not None
+    _urls[(session.url, address, node or 0)] = url
+    return url
 
 
 def _node(session: Session, url: str) -> NodeClient:
@@ -348,7 +389,8 @@ def _node(session: Session, url: str) -> NodeClient:
     with _lock:
         node = _nodes.get(key)
         if node is None:
-            node = _nodes[key] = NodeClient(url, token=session.token,
+            # An HTTPS daemon's certificate is pinned: the one den gave for it.
+            node = _nodes[key] = NodeClient(url, token=session.token, tls=_tls.get(url),
                                             stream=session.output or print_output)
         return node
 
@@ -606,10 +648,10 @@ def deploy(target: Target) -> None:
     what = _describe(target)
     address = _cluster_address(target, what)
     status = cluster_status(session, address, what)
-    url = status.get("daemon_url")
-    if status.get("status") != "up" or not url:
+    if status.get("status") != "up" or not status.get("daemon_url"):
         raise _not_up(session, address, status, what)
-    _urls[(session.url, address)] = str(url)
+    url = node_url(status, target.node)
+    _urls[(session.url, address, target.node or 0)] = str(url)
     if target.is_class:
         # A class is instantiated on the node by its calls; send its code now.
         node = _node(session, str(url))
@@ -686,11 +728,12 @@ def call(target: Target, method: str | None, args: tuple[Any, ...],
     session = target.session
     cluster = _cluster_address(target, what)
     via = target.address
-    url = daemon_url(session, cluster, what, via=via)
+    url = daemon_url(session, cluster, what, via=via, node=target.node)
     address = target.address if target.saved else None
     check = _refs_on(cluster, what)
     for attempt in (0, 1):
         name = _ensure_deployed(target, url, what)
+        pin = _tls.get(url)
         try:
             result = _node(session, url).call(name, method, args, kwargs, address=address,
                                               keep=keep, refs_check=check)
@@ -704,9 +747,11 @@ def call(target: Target, method: str | None, args: tuple[Any, ...],
             # Tell den at once, which checks the daemon now (and marks the cluster
             # unreachable if it is gone) rather than after its heartbeat timeout;
             # maybe it came up again elsewhere. The call is retried only on
-            # another daemon, where it cannot have run.
-            fresh = _after_unreachable(session, cluster, what, via=via)
-            if attempt or fresh == url:
+            # another daemon (or the same URL with a new certificate: a new
+            # daemon, which refused nothing but the handshake), where it cannot
+            # have run.
+            fresh = _after_unreachable(session, cluster, what, via=via, node=target.node)
+            if attempt or (fresh == url and _tls.get(fresh) == pin):
                 raise exc.with_context(what) from None
             _forget_node(url)
             url = fresh
@@ -779,6 +824,7 @@ def bring_up(session: Session, address: str, *, timeout: float = 600.0,
     from den.client.errors import Conflict
 
     status = run(api.cluster_status(address), session)
+    _remember_tls(status)
     if status.get("status") == "up":
         if _answers(session, status):
             return status
@@ -812,6 +858,7 @@ def bring_up(session: Session, address: str, *, timeout: float = 600.0,
                 )
             try:
                 status = run(api.cluster_action(address, "up"), session)
+                _remember_tls(status)
                 asked = True
                 continue
             except Conflict:
@@ -825,3 +872,57 @@ def bring_up(session: Session, address: str, *, timeout: float = 600.0,
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
         status = run(api.cluster_status(address), session)
+        _remember_tls(status)
+
+
+# -- shell commands ----------------------------------------------------------------
+
+
+@dataclass
+class CommandResult:
+    """What a command run on one node printed, and how it ended."""
+
+    node: int
+    url: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_command(session: Session, address: str, command: str | list[str], *,
+                node: int | str | None = None, timeout: float | None = None,
+                quiet: bool = False) -> list[CommandResult]:
+    """Run ``command`` on the head of the (saved) cluster at ``address``, node
+    ``node``, or every node (``node="all"``, one after the other), printing
+    output as it arrives (prefixed with the node's number when there are
+    several). Needs write access to the cluster (the daemon checks)."""
+    what = f"Cluster {address}"
+    status = cluster_status(session, address, what)
+    if status.get("status") != "up" or not status.get("daemon_url"):
+        raise _not_up(session, address, status, what)
+    count = max(len(status.get("nodes") or []), 1)
+    if node == "all":
+        chosen = list(range(count))
+    elif node is None or (isinstance(node, int) and not isinstance(node, bool)):
+        chosen = [node or 0]
+    else:
+        raise ValidationError(f"node={node!r}: give a node's number (0 is the head) or 'all'.",
+                              field="node")
+    results = []
+    for index in chosen:
+        url = node_url(status, index)
+        assert url is not None
+        prefix = f"[{index}] " if len(chosen) > 1 else ""
+
+        def show(stream: str, text: str, prefix: str = prefix) -> None:
+            if not quiet:
+                print(prefix + text, end="", file=sys.stderr if stream == "stderr" else sys.stdout,
+                      flush=True)
+
+        try:
+            code, out, err = _node(session, url).run_command(command, timeout, show)
+        except DenError as exc:
+            raise exc.with_context(what) from None
+        results.append(CommandResult(node=index, url=url, exit_code=code, stdout=out,
+                                     stderr=err))
+    return results

@@ -9,7 +9,8 @@ Start it::
     python -m den.node --host 127.0.0.1 --port 32300 --den-url URL \\
         --cluster-token-file - --cluster-address /alice/cpu [--no-den-auth] \\
         [--auth-cache-seconds 10] [--workdir DIR] [--autostop-mins M] \\
-        [--heartbeat-seconds 30] [--call-timeout S] [--http-server den|uvicorn]
+        [--heartbeat-seconds 30] [--call-timeout S] [--http-server den|uvicorn] \\
+        [--tls-cert-file PEM --tls-key-file PEM] [--keep-token-file]
 
 Every flag but the token's also reads ``DEN_NODE_<FLAG>`` (e.g.
 ``DEN_NODE_DEN_URL``, ``DEN_NODE_DEN_AUTH=0``). The cluster token comes on
@@ -18,6 +19,11 @@ or a variable, which ``/proc`` shows to every process of the same user; the
 daemon is non-dumpable, so its memory and environment are not readable there
 either. Nothing the daemon starts (env workers, ``setup_cmds``, pip) sees a
 ``DEN_NODE_*`` variable or the token (:func:`den.node.envs.child_env`).
+
+With ``--tls-cert-file``/``--tls-key-file`` it serves HTTPS (den gives a
+daemon that listens beyond loopback a certificate made for its cluster, which
+callers pin: :mod:`den.node.pinning`); ``--keep-token-file`` leaves the token
+file in place for a supervisor (systemd) that restarts the daemon.
 
 The daemon and the client modules it imports run on Python 3.9 and newer
 (tests/node/test_py39.py), since a host's system python may be that old.
@@ -100,6 +106,11 @@ tells the worker in the call's meta.
 ``PUT /code/<sha256>`` (body: a .tar.gz or .zip of the project)
     Verifies the hash and unpacks it under ``<workdir>/code/<sha256>``; 201 when
     new, 200 when it was already there.
+
+``POST /run`` ``{"command": "nvidia-smi" | ["ls", "-l"], "timeout"?}``
+    Run a shell command on the host (``write`` on the cluster), in the daemon's
+    workdir with the env workers' environment; answers JSON lines ``{"stream",
+    "text"}`` as output arrives, then ``{"exit_code"}`` (and ``"timed_out"``).
 
 ``GET /envs``, ``POST /envs`` (an env description), ``GET /envs/<name>``,
 ``DELETE /envs/<name>``

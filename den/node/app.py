@@ -18,11 +18,13 @@ meta tells the worker which (``"t"``). With den auth off, everyone is trusted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import os
 import secrets
+import signal
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -31,7 +33,7 @@ from den.node import __version__
 from den.node import protocol as p
 from den.node.auth import AuthDenied, DenAuth
 from den.node.config import NodeConfig
-from den.node.envs import EnvError, EnvSpec, EnvWorker, Inbox
+from den.node.envs import EnvError, EnvSpec, EnvWorker, Inbox, child_env
 from den.node.restore import RestoreFailed, Restorer
 from den.node.runtime import ADDRESS_RE, ObjectRecord, RefRecord, RequestError, Runtime
 
@@ -200,6 +202,10 @@ class NodeApp:
             await self._code(scope, receive, send, parts[1])
         elif head == "envs":
             await self._envs(scope, receive, send, parts[1:])
+        elif head == "run" and n == 1:
+            if method != "POST":
+                raise HttpError(405, "method_not_allowed", f"{method} is not allowed here")
+            await self._run_command(scope, receive, send)
         elif head == "refs" and n == 2:
             if method == "GET":
                 await self._get_ref(scope, send, parts[1])
@@ -209,6 +215,77 @@ class NodeApp:
                 raise HttpError(405, "method_not_allowed", f"{method} is not allowed here")
         else:
             raise HttpError(404, "not_found", "no such route")
+
+    # -- shell commands -----------------------------------------------------------
+    async def _run_command(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /run`` ``{"command": "nvidia-smi" | ["ls", "-l"], "timeout"?}``:
+        run a command on this host (write access to the cluster only), in the
+        daemon's workdir with the env workers' environment (no ``DEN_NODE_*``,
+        no token), and stream its output back as JSON lines ``{"stream",
+        "text"}``, then ``{"exit_code"}``. A string runs through ``sh -c``.
+        It counts as a call in flight, so autostop never stops it."""
+        await self._authorize(scope, self.cluster_address, "write")
+        try:
+            body = json.loads(await read_body(scope, receive, 1 << 20) or b"{}")
+        except ValueError:
+            raise HttpError(400, "bad_request", "the body must be JSON") from None
+        command = body.get("command") if isinstance(body, dict) else None
+        if isinstance(command, str) and command.strip():
+            argv = ["/bin/sh", "-c", command]
+        elif isinstance(command, list) and command and all(isinstance(a, str) for a in command):
+            argv = list(command)
+        else:
+            raise HttpError(400, "bad_request",
+                            "command must be a non-empty string or list of strings")
+        timeout = body.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise HttpError(400, "bad_request", "timeout must be a positive number of seconds")
+        rt = self.runtime
+        if rt.draining:
+            raise HttpError(503, "cluster_stopping", "this cluster is stopping (autostop)")
+        rt.calls_in_flight += 1
+        try:
+            await self._stream_command(send, argv, timeout)
+        finally:
+            rt.calls_in_flight -= 1
+            rt.touch()
+
+    async def _stream_command(self, send: Send, argv: list[str], timeout: float | None) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=str(self.config.workdir),
+                env=child_env(), start_new_session=True)
+        except OSError as exc:
+            raise HttpError(400, "bad_request", f"cannot run {argv[0]}: {exc.strerror}") from None
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/x-ndjson")]})
+
+        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+            while stream is not None:
+                line = await stream.readline()
+                if not line:
+                    return
+                text = json.dumps({"stream": name, "text": line.decode("utf-8", "replace")})
+                await send({"type": "http.response.body", "body": text.encode() + b"\n",
+                            "more_body": True})
+
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.gather(pump(proc.stdout, "stdout"),
+                                                  pump(proc.stderr, "stderr"), proc.wait()),
+                                   timeout)
+        except (TimeoutError, asyncio.TimeoutError):  # noqa: UP041 (3.9 on nodes)
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        end: dict[str, Any] = {"exit_code": proc.returncode}
+        if timed_out:
+            end["timed_out"] = True
+        await send({"type": "http.response.body", "body": json.dumps(end).encode() + b"\n",
+                    "more_body": False})
 
     async def _authorize(self, scope: Scope, address: str, level: str) -> str:
         """Check the caller's ``level`` on ``address``; return their username."""

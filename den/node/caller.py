@@ -289,9 +289,18 @@ def _handle_frame(kind: int, payload: bytes | bytearray | memoryview,
         _raise_error(payload)
 
 
-def _client_kwargs(base_url: str, token: str | None, timeout: float | None) -> dict[str, Any]:
+def _client_kwargs(base_url: str, token: str | None, timeout: float | None,
+                   tls: tuple[str, str] | None = None) -> dict[str, Any]:
+    """httpx settings for one daemon; ``tls`` is (certificate PEM, fingerprint)
+    as den hands them out for an HTTPS daemon, which is then the only server
+    the client trusts (:mod:`den.node.pinning`)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return {
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        from den.node.pinning import pinned_context
+
+        extra["verify"] = pinned_context(*tls)
+    return {**extra,
         "base_url": base_url.rstrip("/"),
         "headers": headers,
         "timeout": httpx.Timeout(timeout, connect=10.0),
@@ -324,10 +333,11 @@ class NodeClient:
     """
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float | None = 600.0,
-                 *, stream: OutputCallback | None = print_output) -> None:
+                 *, stream: OutputCallback | None = print_output,
+                 tls: tuple[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.stream = stream
-        self._kwargs = _client_kwargs(base_url, token, timeout)
+        self._kwargs = _client_kwargs(base_url, token, timeout, tls)
         self._pool: httpx.Client | None = httpx.Client(**self._kwargs)
         _clients.add(self)
 
@@ -371,6 +381,39 @@ class NodeClient:
 
     def list_objects(self) -> list[dict[str, Any]]:
         return self._request("GET", "/objects").json()["objects"]  # type: ignore[no-any-return]
+
+    def run_command(self, command: str | list[str], timeout: float | None = None,
+                    stream: OutputCallback | None = None) -> tuple[int, str, str]:
+        """Run a shell command on the node (``POST /run``; write access to the
+        cluster); its output goes to ``stream`` as it arrives. Returns
+        (exit code, stdout, stderr); a command past ``timeout`` is killed and
+        its exit code is -9."""
+        body: dict[str, Any] = {"command": command}
+        if timeout is not None:
+            body["timeout"] = timeout
+        request = self._http.build_request("POST", "/run", json=body,
+                                           timeout=httpx.Timeout(None, connect=10.0))
+        resp = self._send(request, stream=True)
+        out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        code = -1
+        try:
+            if resp.status_code >= 400:
+                resp.read()
+                raise _response_error(resp)
+            for line in resp.iter_lines():
+                if not line.strip():
+                    continue
+                item = json.loads(line)
+                if "exit_code" in item:
+                    code = int(item["exit_code"]) if item["exit_code"] is not None else -1
+                    continue
+                name = "stderr" if item.get("stream") == "stderr" else "stdout"
+                out[name].append(str(item.get("text", "")))
+                if stream is not None:
+                    stream(name, str(item.get("text", "")))
+        finally:
+            resp.close()
+        return code, "".join(out["stdout"]), "".join(out["stderr"])
 
     def get_object(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/objects/{name}").json()  # type: ignore[no-any-return]
@@ -547,10 +590,11 @@ class AsyncNodeClient:
     """The asyncio twin of :class:`NodeClient` (calls, puts and code uploads)."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float | None = 600.0,
-                 *, stream: OutputCallback | None = print_output) -> None:
+                 *, stream: OutputCallback | None = print_output,
+                 tls: tuple[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.stream = stream
-        self._kwargs = _client_kwargs(base_url, token, timeout)
+        self._kwargs = _client_kwargs(base_url, token, timeout, tls)
         self._pool: httpx.AsyncClient | None = httpx.AsyncClient(**self._kwargs)
         _clients.add(self)
 

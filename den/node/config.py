@@ -37,6 +37,10 @@ class NodeConfig:
     max_code_mb: int = 512
     log_level: str = "info"
     http_server: str = "den"
+    #: PEM files: serve HTTPS with this certificate and key (den makes one per
+    #: cluster for daemons that listen beyond loopback).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     def check(self) -> None:
         """Refuse settings that cannot work, with what to pass instead."""
@@ -44,6 +48,8 @@ class NodeConfig:
             raise SystemExit("den auth is on: pass --den-url (or --no-den-auth for local use)")
         if self.den_auth and not self.cluster_address:
             raise SystemExit("den auth is on: pass --cluster-address /owner/cluster")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise SystemExit("pass both --tls-cert-file and --tls-key-file, or neither")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -57,10 +63,11 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
-def read_token(source: str) -> str | None:
+def read_token(source: str, *, keep: bool = False) -> str | None:
     """The cluster token from ``source``: ``-`` reads one line of stdin (and
     leaves stdin on /dev/null, so that no child inherits the pipe), anything
-    else is a file that is deleted once read."""
+    else is a file that is deleted once read (unless ``keep``: a supervisor
+    such as systemd starts the daemon again from the same 0600 file)."""
     if source == "-":
         line = sys.stdin.readline()
         with contextlib.suppress(OSError, ValueError):
@@ -73,6 +80,8 @@ def read_token(source: str) -> str | None:
         text = path.read_text()
     except OSError as exc:
         raise SystemExit(f"cannot read the cluster token file {path}: {exc.strerror}") from None
+    if keep:
+        return text.strip() or None
     try:
         path.unlink()
     except OSError as exc:
@@ -90,6 +99,12 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     ap.add_argument("--cluster-token-file", default=None, metavar="PATH",
                     help="read the cluster's own den token (for heartbeats; never a user's) "
                          "from PATH, which is deleted once read, or from stdin with '-'")
+    ap.add_argument("--keep-token-file", action="store_true",
+                    help="do not delete the token file once read (a supervisor restarts the "
+                         "daemon from it); it must be mode 0600")
+    ap.add_argument("--tls-cert-file", default=_env("TLS_CERT_FILE"), metavar="PEM",
+                    help="serve HTTPS with this certificate (and --tls-key-file)")
+    ap.add_argument("--tls-key-file", default=_env("TLS_KEY_FILE"), metavar="PEM")
     ap.add_argument("--cluster-address", default=_env("CLUSTER_ADDRESS"),
                     help="the cluster's den address, e.g. /alice/cpu")
     ap.add_argument("--no-den-auth", dest="den_auth", action="store_false",
@@ -116,7 +131,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         host=ns.host,
         port=ns.port,
         den_url=ns.den_url.rstrip("/") if ns.den_url else None,
-        cluster_token=read_token(ns.cluster_token_file) if ns.cluster_token_file else None,
+        cluster_token=(read_token(ns.cluster_token_file, keep=ns.keep_token_file)
+                       if ns.cluster_token_file else None),
         cluster_address=ns.cluster_address,
         den_auth=ns.den_auth,
         auth_cache_seconds=ns.auth_cache_seconds,
@@ -128,4 +144,6 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         max_code_mb=ns.max_code_mb,
         log_level=ns.log_level,
         http_server=ns.http_server,
+        tls_cert_file=Path(ns.tls_cert_file).expanduser() if ns.tls_cert_file else None,
+        tls_key_file=Path(ns.tls_key_file).expanduser() if ns.tls_key_file else None,
     )

@@ -28,7 +28,8 @@ chunked or sized responses, ``HEAD``, write flow control, an idle timeout, and t
 ASGI lifespan protocol. A request body is only read once the app asks for it
 (``receive()``), so a request refused before that (e.g. unauthorised) is answered
 without its body being received; the connection is then closed. No HTTP/2, no
-WebSocket, no TLS (put a proxy in front for TLS).
+WebSocket. TLS is asyncio's own (``ssl_context``): a daemon that listens beyond
+loopback serves HTTPS with the certificate den made for its cluster.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 from urllib.parse import unquote
@@ -411,7 +413,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": version.decode(),
             "method": method.decode("ascii", "replace"),
-            "scheme": "http",
+            "scheme": self.server.scheme,
             "path": unquote(path_b.decode("latin-1")),
             "raw_path": path_b,
             "query_string": query,
@@ -637,8 +639,13 @@ class HttpServer:
     """Serves an ASGI app until stopped; runs its lifespan around that."""
 
     def __init__(self, app: App, host: str, port: int, *, max_body: int = 1 << 30,
-                 keep_alive: float = 75.0, parser: str | None = None) -> None:
+                 keep_alive: float = 75.0, parser: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.app = app
+        #: With a context, connections are TLS (asyncio's own TLS transport)
+        #: and requests' scheme is https.
+        self.ssl_context = ssl_context
+        self.scheme = "https" if ssl_context is not None else "http"
         self.host = host
         self.port = port
         self.max_body = max_body
@@ -688,9 +695,10 @@ class HttpServer:
                 loop.add_signal_handler(sig, self.request_stop)
         shutdown, lifespan_task = await self._lifespan()
         server = await loop.create_server(lambda: HttpProtocol(self.app, self), self.host,
-                                          self.port, reuse_address=True, backlog=2048)
-        log.info("listening on http://%s:%s (HTTP parser: %s)", self.host, self.port,
-                 self.parser_name)
+                                          self.port, reuse_address=True, backlog=2048,
+                                          ssl=self.ssl_context)
+        log.info("listening on %s://%s:%s (HTTP parser: %s)", self.scheme, self.host,
+                 self.port, self.parser_name)
         try:
             await self.should_exit.wait()
         finally:

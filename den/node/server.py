@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable
 
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
         _serve_uvicorn(app, config)
         return
     server = HttpServer(app, config.host, config.port,
-                        max_body=max(config.max_body_mb, config.max_code_mb) << 20)
+                        max_body=max(config.max_body_mb, config.max_code_mb) << 20,
+                        ssl_context=tls_context(config))
     app.request_stop = server.request_stop
     try:
         import uvloop
@@ -211,6 +213,17 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(server.serve())
     else:
         uvloop.run(server.serve())
+
+
+def tls_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """The server side of HTTPS, when the daemon was given a certificate: TLS
+    1.2 or newer, the certificate and key den made for this cluster."""
+    if config.tls_cert_file is None or config.tls_key_file is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(config.tls_cert_file), str(config.tls_key_file))
+    return context
 
 
 def _serve_uvicorn(app: NodeApp, config: NodeConfig) -> None:
@@ -232,6 +245,8 @@ def _serve_uvicorn(app: NodeApp, config: NodeConfig) -> None:
         app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on",
         log_level=config.log_level.lower(), access_log=False, timeout_keep_alive=75,
         server_header=False,
+        ssl_certfile=str(config.tls_cert_file) if config.tls_cert_file else None,
+        ssl_keyfile=str(config.tls_key_file) if config.tls_key_file else None,
     ))
 
     def request_stop() -> None:

@@ -122,3 +122,58 @@ def outbox(monkeypatch) -> Outbox:
 
     monkeypatch.setattr(Task, "apply_async", capture)
     return box
+
+
+# -- ssh clusters on test hosts (tests/sshhosts.py) -----------------------------------
+
+
+def ssh_creds_secret(owner, host, name: str = "box-key") -> Resource:
+    """A secret of ``owner`` holding the test hosts' private key, as
+    ``den.cluster(..., ssh_creds=...)`` saves it."""
+    secret = registry_services.resource_create(actor=owner, name=name, type="secret",
+                                               config={"provider": "ssh"})
+    registry_services.secret_set_values(actor=owner, resource=secret, values={
+        "ssh_user": host.user, "private_key": host.private_key_pem})
+    return secret
+
+
+@pytest.fixture
+def ssh_cluster(celery_worker, ssh_site, people) -> Iterator[Callable[..., Resource]]:
+    """Make ssh clusters of alice's on the session's test hosts; whatever a
+    test did, tear each down afterwards and check no daemon is left."""
+    from compute import services
+
+    alice = people["users"]["alice"]
+    made: list[Resource] = []
+    secrets: dict[str, Resource] = {}
+
+    def make(name: str = "box", hosts: list[Any] | None = None, **config: Any) -> Resource:
+        hosts = ssh_site.hosts if hosts is None else hosts
+        if "creds" not in config:
+            if "key" not in secrets:
+                secrets["key"] = ssh_creds_secret(alice, hosts[0])
+            config["creds"] = secrets["key"].address
+        config = {k: v for k, v in config.items() if v is not None}  # creds=None: none
+        resource = registry_services.resource_create(
+            actor=alice, name=name, type="cluster",
+            config={"provider": "ssh", "ips": [h.ip for h in hosts],
+                    "ssh_user": hosts[0].user, **config})
+        made.append(resource)
+        return resource
+
+    yield make
+    for resource in [r for r in made if r.pk is not None]:
+        if state_of(resource).status not in ("terminated", "down"):
+            with contextlib.suppress(Exception):
+                services.cluster_request_teardown(actor=alice, resource=resource)
+    for resource in [r for r in made if r.pk is not None]:
+        with contextlib.suppress(AssertionError):
+            wait_status(resource, "terminated", timeout=30)
+    for host in ssh_site.hosts:
+        for pid, args in host.processes().items():
+            if "den.node" in args:
+                import os
+                import signal
+
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)

@@ -33,8 +33,11 @@ CLUSTER_ENDPOINTS = [
     ("cluster-heartbeat", "post", f"{BASE}/heartbeat", HEARTBEAT, R, 403),
 ]
 # ... and those whose matrices are in tests/compute/test_deployments.py.
+#: Needs a host key den trusts (an ssh cluster that was up): its own test below.
+FORGET_HOST_KEY = ("cluster-forget-host-key", "post", f"{BASE}/forget-host-key",
+                   {"host": "198.18.0.2"}, W, 200)
 CLUSTER_ROUTE_NAMES = {endpoint[0] for endpoint in CLUSTER_ENDPOINTS} | {
-    "cluster-probe", "deployment", "deployment-code", "code-bundle"}
+    "cluster-probe", "deployment", "deployment-code", "code-bundle", FORGET_HOST_KEY[0]}
 
 
 @pytest.fixture
@@ -73,6 +76,17 @@ def world(db):
 def test_cluster_endpoint_status(world, api, endpoint, caller, visibility):
     _, tokens = world(visibility)
     check_endpoint(api, tokens[caller], endpoint, caller, visibility)
+
+
+@pytest.mark.parametrize("visibility", VISIBILITIES)
+@pytest.mark.parametrize("caller", CALLERS)
+def test_forget_host_key_status(world, api, caller, visibility):
+    gpu, tokens = world(visibility)
+    ClusterState.objects.create(resource=gpu, status="stopped",
+                                host_keys={"198.18.0.2": "ssh-ed25519 AAAAC3Nza"})
+    check_endpoint(api, tokens[caller], FORGET_HOST_KEY, caller, visibility)
+    forgotten = not ClusterState.objects.get(resource=gpu).host_keys
+    assert forgotten == (caller in ("owner", "writer")), (caller, visibility)
 
 
 def test_cluster_token_may_only_post_its_own_heartbeats(world, api):

@@ -100,6 +100,18 @@ class TouchOnUnpickle:
         return (pathlib.Path.touch, (pathlib.Path(self.path),))
 
 
+def where_am_i() -> str:
+    """The IPv4 address of the host this runs on (not loopback)."""
+    import subprocess
+
+    out = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        address = line.split()[3].split("/")[0]
+        if not address.startswith("127."):
+            return address
+    return "?"
+
+
 def make_array(n: int) -> Any:
     """An array made on the cluster (kept there as a ref by make_array.remote(n))."""
     import array

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from den.client import api
@@ -26,6 +27,10 @@ _CLUSTER_FIELDS = (
     "server_port",
     "den_auth",
 )
+
+
+#: Inline SSH keys this process has said it saved (said once per secret).
+_SAID_SAVED: set[str] = set()
 
 
 class Cluster(Resource):
@@ -96,12 +101,18 @@ class Cluster(Resource):
         config = self._config_fields()
         creds = self.creds
         if isinstance(creds, Secret):
-            if creds._name is None and creds.address is None:
+            inline = creds._name is None and creds.address is None
+            if inline:
                 # Inline SSH credentials become a secret beside the cluster.
                 own = yield from self._resolve_own_address(session)
                 creds._set_name(f"{own}-ssh-creds")
                 creds.provider = creds.provider or "ssh"
             config["creds"] = yield from creds._ensure_saved(session)
+            if inline and config["creds"] not in _SAID_SAVED:
+                _SAID_SAVED.add(config["creds"])
+                print(f"den: saved your SSH key as the secret {config['creds']}, encrypted in "
+                      "den and private to you; the cluster uses it through den, and people you "
+                      "share the cluster with cannot read it.", file=sys.stderr, flush=True)
         elif isinstance(creds, str):
             config["creds"] = yield from api.resolve(session, creds)
         return config
@@ -159,5 +170,27 @@ class Cluster(Resource):
         """Ask den to tear the cluster down and release its machines."""
         session = self._sess()
         run(self._action_op(session, "teardown"), session)
+
+    def run(self, command: str | list[str], *, node: int | str | None = None,
+            timeout: float | None = None, quiet: bool = False) -> Any:
+        """Run a shell command on the head (``node=1``: another host;
+        ``node="all"``: every host), printing its output as it arrives; needs
+        write access. Returns a ``CommandResult`` (``exit_code``, ``stdout``,
+        ``stderr``), or a list of them, one per node, with ``node="all"``."""
+        from den.client import remote
+
+        session = self._sess()
+        address = run(self._resolve_own_address(session), session)
+        results = remote.run_command(session, address, command, node=node, timeout=timeout,
+                                     quiet=quiet)
+        return results if node == "all" else results[0]
+
+    def forget_host_key(self, host: str) -> None:
+        """Stop trusting the SSH host key den recorded for ``host`` (one of
+        ``ips``), after that machine was reinstalled: the next ``up`` trusts
+        the key it presents then."""
+        session = self._sess()
+        address = run(self._resolve_own_address(session), session)
+        run(api.cluster_forget_host_key(address, host), session)
 
 

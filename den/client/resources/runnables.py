@@ -179,6 +179,7 @@ class Runnable(Resource):
             instance=bool(self.data.get("instance")),
             init_args=self._init_args,
             deployment=self._deployment,
+            node=self.data.get("node") or None,
         )
         return _Targeted(self, target)
 
@@ -202,6 +203,8 @@ class Runnable(Resource):
         self,
         system: Cluster | str | None,
         env: Env | str | list[str] | dict[str, Any] | None = None,
+        *,
+        node: int | None = None,
     ) -> Self:
         """Send this function or class to a cluster (a :class:`Cluster` or its address)
         to run there, optionally in an env (an :class:`Env`, its address, or a list of
@@ -211,11 +214,19 @@ class Runnable(Resource):
         directory of its module, bundled (``.gitignore`` respected) and uploaded
         once per content; a function defined in ``__main__`` or a notebook goes by
         value. Otherwise it goes at the first call. Saving records the cluster and
-        env, so teammates can call it by name.
+        env, so teammates can call it by name. ``node`` places it on another
+        host of a cluster with several (``node=1``; 0, the head, by default).
         """
         self.system = system
         if env is not None:
             self.env = as_env(env)
+        if node:
+            if isinstance(node, bool) or not isinstance(node, int) or node < 0:
+                raise ValidationError("node must be a node's number (0 is the head).",
+                                      field="node")
+            self.data["node"] = node
+        else:
+            self.data.pop("node", None)
         self._send_to_system()
         return self
 

@@ -26,11 +26,16 @@ def test_hosts_answer_ssh_have_python_and_are_removed():
     site = make_hosts(2)
     try:
         first, second = site.hosts
-        assert first.ip != second.ip and first.user != second.user
+        assert first.ip != second.ip and first.user == second.user
         out = asyncio.run(_run(first, "id -un; python3 -c 'import venv, sys; "
-                                      "print(sys.version_info >= (3, 9))'; ip -o -4 addr"))
+                                      "print(sys.version_info >= (3, 9))'; ip -o -4 addr; "
+                                      "echo one > ~/mark"))
         assert out.splitlines()[:2] == [first.user, "True"]
         assert first.ip in out and second.ip not in out
+        # Each host has a disk of its own.
+        assert (first.home / "mark").read_text() == "one\n"
+        assert not (second.home / "mark").exists()
+        assert asyncio.run(_run(second, "cat ~/mark 2>/dev/null || echo none")) == "none\n"
         # No route out of the site: only its own subnet and loopback.
         routes = subprocess.run(["ip", "-n", first.netns, "route"], capture_output=True,
                                 text=True, check=True).stdout
