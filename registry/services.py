@@ -507,6 +507,20 @@ def token_create(
     return token, plain
 
 
+def token_create_own(*, user: Any, name: Any, scope: Any = TokenScope.WRITE,
+                     expires_in_days: Any = None) -> tuple[ApiToken, str]:
+    """``POST /api/v1/tokens``: a person makes a token for themselves. A
+    service account may not: its tokens are made by its org's admins (so
+    a leaked token cannot mint the siblings that would outlive its revoking)."""
+    if getattr(user, "kind", UserKind.PERSON) != UserKind.PERSON:
+        account = ServiceAccount.objects.select_related("org").filter(user=user).first()
+        where = (f"POST /api/v1/orgs/{account.org.username}/service-accounts/{account.name}/tokens"
+                 if account is not None else "its organisation's settings")
+        raise PermissionDenied(f"A service account's tokens are made by an admin of its "
+                               f"organisation: {where}.")
+    return token_create(user=user, name=name, scope=scope, expires_in_days=expires_in_days)
+
+
 @transaction.atomic
 def token_revoke(*, user: Any, token_id: int) -> None:
     """Revoke one of the user's own tokens; anyone else's is "not found"."""

@@ -41,7 +41,7 @@ class TokenSettingsView(DenPageView):
     def post(self, request: HttpRequest) -> HttpResponse:
         raw_days = request.POST.get("expires_in_days", "")
         try:
-            token, plain = services.token_create(
+            token, plain = services.token_create_own(
                 user=request.user,
                 name=request.POST.get("name", ""),
                 scope=request.POST.get("scope", TokenScope.READ),

@@ -98,7 +98,7 @@ class TokenListView(DenAPIView):
     @extend_schema(request=s.TokenCreateSerializer, responses={201: s.NewTokenSerializer})
     def post(self, request: Request) -> Response:
         data = self.parse(s.TokenCreateSerializer)
-        token, plain = services.token_create(
+        token, plain = services.token_create_own(
             user=request.user,
             name=data["name"],
             scope=data["scope"],

@@ -380,6 +380,48 @@ def test_account_endpoint_status(world, api, endpoint, caller):
     assert response.status_code == expected, (name, caller, response.content[:300])
 
 
+def test_account_endpoint_status_for_org_callers(org_world, api):
+    """The account endpoints as acme's people and service accounts. People
+    fare as anyone does; a service account reads its own account and tokens
+    and may revoke them, but never makes itself a token (its org's admins
+    do), and creates in its org only with the admin role."""
+    _, tokens = org_world("private", "acme")
+    people = {"org_admin": "olga", "org_member": "mia", "non_member": "nora",
+              "team_member": "tom"}
+    wrong = []
+    for endpoint in ACCOUNT_ENDPOINTS:
+        name, method, path, body, success, unsafe = endpoint
+        for caller in ORG_CALLERS:
+            me = people.get(caller, "acme")
+            own = "0" if caller == "sa_deleted" else str(_token_id(tokens[caller]))  # gone
+            path_for = path.format(me=me, own_token=own)
+            data = body and {k: (v.format(me=me) if isinstance(v, str) else v)
+                             for k, v in body.items()}
+            if caller == "sa_deleted":
+                expected = 401
+            elif (caller in READ_SCOPED and unsafe) or (
+                    caller in SERVICE_ACCOUNTS and name == "token-create"):
+                expected = 403
+            elif name == "resource-create" and caller in ("sa_read", "sa_write"):
+                expected = 403  # a member of acme: reads, never creates there
+            else:
+                expected = success
+
+            def call(method=method, path_for=path_for, data=data, token=tokens[caller]):
+                api.as_token(token)
+                if data:
+                    return getattr(api, method)(path_for, data, format="json")
+                return getattr(api, method)(path_for)
+
+            response = _rolled_back(call)
+            if response.status_code != expected:
+                wrong.append(f"{name} {caller}: {response.status_code} != {expected} "
+                             f"{response.content[:200]!r}")
+            elif expected >= 400:
+                assert response.json()["error"]["message"]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_login_is_open_and_invitation_accept_needs_no_user(api, world):
     world("private")
     response = api.post("/api/v1/auth/login", {"username": "alice", "password": "wrong"}, format="json")
